@@ -1,0 +1,72 @@
+"""Alembic environment, shared by the runner and the plain `alembic` CLI.
+
+The runner hands over the connection it already holds, with the migration lock taken on it, in
+`config.attributes["connection"]` (Alembic's connection-sharing pattern); an Engine there is
+accepted too. The plain CLI has none, so one is built from DATABASE_URL. This file does not call
+logging.config.fileConfig: that would disable the runner's loggers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.pool import NullPool
+
+from migrator.errors import ConfigError
+from migrator.settings import database_from
+from models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    """The runner's URL, else DATABASE_URL / DATABASE_URL_FILE, normalised the runner's way."""
+    url = config.attributes.get("database_url")
+    if url:
+        return str(url)
+    database = database_from(os.environ)
+    if database is None:
+        raise ConfigError("DATABASE_URL is not set (nor DATABASE_URL_FILE)")
+    return database.url
+
+
+def configure(**options: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        version_table=config.get_main_option("version_table", "alembic_version"),
+        version_table_schema=config.get_main_option("version_table_schema"),
+        # One transaction per revision: a failure leaves the database at the last good revision.
+        transaction_per_migration=True,
+        compare_type=True,
+        compare_server_default=True,
+        **options,
+    )
+
+
+def run_migrations(connection: Connection) -> None:
+    configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        run_migrations(connectable)
+        return
+    if not isinstance(connectable, Engine):
+        connectable = create_engine(database_url(), poolclass=NullPool)
+    with connectable.connect() as connection:
+        run_migrations(connection)
+        connection.commit()
+
+
+if context.is_offline_mode():
+    configure(url=database_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()

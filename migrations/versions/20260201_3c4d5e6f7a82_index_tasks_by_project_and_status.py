@@ -1,0 +1,24 @@
+"""index tasks by project and status (the board view's query)
+
+Revision ID: 3c4d5e6f7a82
+Revises: 2b3c4d5e6f71
+Create Date: 2026-02-01 09:00:00
+
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "3c4d5e6f7a82"
+down_revision: str | Sequence[str] | None = "2b3c4d5e6f71"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(op.f("ix_tasks_project_id_status"), "tasks", ["project_id", "status"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_tasks_project_id_status"), table_name="tasks")

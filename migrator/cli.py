@@ -1,0 +1,169 @@
+"""Command line -> a command function; the one place that turns failures into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from migrator import __version__, interrupts
+from migrator.commands import COMMANDS, Job, Request
+from migrator.errors import ExitCode, Interrupted, MigrateError, UsageError, exit_code_for
+from migrator.logs import configure_logging, get_logger
+from migrator.running import Outcome
+from migrator.settings import OPTIONS, Settings, load_settings, parse_database_url
+
+_COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": "await-head"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake becomes a UsageError (one JSON event) instead of text on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; usage: {' '.join(self.format_usage().split()[1:])}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    for option in OPTIONS:
+        if option.env not in _COMMAND_ONLY:
+            _add_option(common, option.env)
+    parser = _Parser(
+        prog="entrypoint.py",
+        description="Wait for the database, take the migration lock, run Alembic, log JSON.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    for name, revision_help in (
+        ("upgrade", "target revision (default: head)"),
+        ("downgrade", "target: -1, a revision id, or base"),
+        ("stamp", "revision to record without running migrations"),
+    ):
+        command = commands.add_parser(name, parents=[common], help=f"{name} the database")
+        nargs = "?" if name == "upgrade" else None
+        command.add_argument("revision", nargs=nargs, default="head", help=revision_help)
+        command.add_argument("--sql", action="store_true", help="print the SQL; no database")
+    for name, text in (
+        ("current", "report the database's revision"),
+        ("heads", "report the scripts' head revisions"),
+        ("history", "report every revision, oldest first"),
+        ("check", "compare the models with the database (exit 7 on any difference)"),
+        ("wait", "only wait until the database accepts connections"),
+        ("await-head", "poll until the database is at head (exit 7 at --timeout)"),
+    ):
+        command = commands.add_parser(name, parents=[common], help=text)
+        for env, only in _COMMAND_ONLY.items():
+            if only == name:
+                _add_option(command, env)
+    return parser
+
+
+def _add_option(parser: _Parser, env: str) -> None:
+    option = next(option for option in OPTIONS if option.env == env)
+    default = f" (default {option.default})" if option.default else ""
+    # SUPPRESS: an absent flag must not hide the variable, nor a flag given before the command.
+    parser.add_argument(
+        option.flag, dest=env, default=argparse.SUPPRESS, help=f"{option.help} [{env}]{default}"
+    )
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Settings]:
+    """The request and settings, or UsageError; flags win over the environment."""
+    arguments = vars(build_parser().parse_args(argv))
+    request = Request(
+        command=arguments.pop("command"),
+        revision=arguments.pop("revision", None),
+        sql=arguments.pop("sql", False),
+    )
+    values = {option.env: environ.get(option.env, "") for option in OPTIONS}
+    values.update(arguments)
+    return request, load_settings(values, stdout_is_tty=sys.stdout.isatty())
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    started = time.monotonic()
+    environ = os.environ if environ is None else environ
+    interrupts.install()
+    try:
+        request, settings = parse(sys.argv[1:] if argv is None else argv, environ)
+    except UsageError as error:
+        configure_logging(secrets=_secrets_in(environ))
+        words = sys.argv[1:] if argv is None else argv
+        outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
+        return _report(get_logger("migrator"), outcome, started, error)
+
+    # --sql writes the SQL script to stdout, so the log moves to stderr there.
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        secrets=settings.secrets,
+        stream=sys.stderr if request.sql else sys.stdout,
+    )
+    log = get_logger("migrator")
+    outcome = Outcome(command=request.command)
+    log.info(
+        "starting",
+        command=request.command,
+        revision=request.revision,
+        sql=request.sql,
+        version=__version__,
+        database=settings.database.redacted if settings.database else None,
+        alembic_config=str(settings.alembic_config),
+        wait_timeout_s=settings.wait_timeout,
+        lock_timeout_s=settings.lock_timeout,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+    job = Job(request=request, settings=settings, log=log, outcome=outcome)
+    try:
+        COMMANDS[request.command](job)
+    except (Exception, Interrupted) as error:
+        return _report(log, outcome, started, error)
+    return _report(log, outcome, started, None)
+
+
+def _report(log: Any, outcome: Outcome, started: float, error: BaseException | None) -> int:
+    """The final event: `finished` or `failed`, with everything an operator needs."""
+    code = ExitCode.OK if error is None else exit_code_for(error)
+    fields: dict[str, Any] = {
+        "command": outcome.command,
+        "exit_code": int(code),
+        "revisions_before": outcome.revisions_before,
+        "revisions_after": outcome.revisions_after,
+        "applied": outcome.applied,
+        "lock_wait_s": outcome.lock_wait_s,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    if error is None:
+        log.info("finished", **fields)
+        return code
+    fields.update(error=error.__class__.__name__, message=str(error))
+    if isinstance(error, MigrateError):
+        fields.update(error.details)
+    elif isinstance(error, Interrupted):
+        fields.update(interrupted=outcome.running)
+    else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
+        fields.update(traceback=traceback.format_exception(error))
+    log.error("failed", **fields)
+    return code
+
+
+def _secrets_in(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Best effort for errors raised before the settings exist."""
+    try:
+        return parse_database_url(environ.get("DATABASE_URL", "")).secrets
+    except MigrateError:
+        return ()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

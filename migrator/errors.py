@@ -1,0 +1,103 @@
+"""What can go wrong, and the exit code each failure ends with.
+
+    MigrateError                      exit 1 unless a subclass says otherwise
+    ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
+    │   ├── ConfigError                  a variable or flag is missing or malformed
+    │   ├── RevisionError                unknown revision, several heads, corrupt version table
+    │   └── DatabaseRejected             authentication failed, database or role does not exist
+    ├── DatabaseUnavailable           3  not reachable before the wait timeout
+    ├── LockTimeout                   4  another runner held the lock past the lock timeout
+    ├── MigrationFailed               5  a revision raised; its transaction was rolled back
+    └── NotUpToDate                   7  `check` found differences, `await-head` timed out
+    Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
+
+`Interrupted` derives from BaseException, like KeyboardInterrupt, so that no `except Exception`
+in Alembic, SQLAlchemy or a revision script swallows it.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from typing import Any
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    LOCK_TIMEOUT = 4
+    MIGRATION_FAILED = 5
+    DDL_TIMEOUT = 6
+    NOT_UP_TO_DATE = 7
+    SIGINT = 128 + signal.SIGINT
+    SIGTERM = 128 + signal.SIGTERM
+
+
+class MigrateError(Exception):
+    """Base of every failure the runner expects and reports; `details` go into the final event."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class UsageError(MigrateError):
+    """The request cannot succeed as given."""
+
+
+class ConfigError(UsageError):
+    """A variable or flag is missing or malformed."""
+
+
+class RevisionError(UsageError):
+    """A revision argument or the version table does not fit the script directory."""
+
+
+class DatabaseRejected(UsageError):
+    """The server answered and refused us for good (credentials, database name)."""
+
+
+class DatabaseUnavailable(MigrateError):
+    """The database did not accept a connection before the wait timeout."""
+
+
+class LockTimeout(MigrateError):
+    """The migration lock was not acquired before the lock timeout."""
+
+
+class MigrationFailed(MigrateError):
+    """A revision failed; its transaction was rolled back."""
+
+
+class NotUpToDate(MigrateError):
+    """The database is not at the state the models or scripts describe."""
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived; unwinding rolls back and releases the lock."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+# The one table from failure to exit code; the most specific class wins.
+EXIT_CODES: dict[type[BaseException], ExitCode] = {
+    UsageError: ExitCode.USAGE,
+    DatabaseUnavailable: ExitCode.UNAVAILABLE,
+    LockTimeout: ExitCode.LOCK_TIMEOUT,
+    MigrationFailed: ExitCode.MIGRATION_FAILED,
+    NotUpToDate: ExitCode.NOT_UP_TO_DATE,
+}
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code a failure ends the process with."""
+    if isinstance(error, Interrupted):
+        return ExitCode(128 + error.signum)
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return ExitCode.INTERNAL

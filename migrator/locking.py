@@ -1,0 +1,197 @@
+"""The migration lock: one runner migrates, the others wait and then find nothing to do.
+
+PostgreSQL: a session-level advisory lock taken on the very connection that runs the migrations,
+so it lives exactly as long as the backend doing the work; if the runner dies, the server frees
+it. We poll `pg_try_advisory_lock` instead of blocking in `pg_advisory_lock`: a waiter blocked
+inside a transaction would deadlock with `CREATE INDEX CONCURRENTLY`, which waits for every
+open transaction. SQLite: an exclusive `flock` on a file beside the database gives the same
+guarantee to processes on one host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, text
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_before_delay
+from tenacity import wait_random_exponential as jittered
+
+from migrator.errors import LockTimeout
+from migrator.waiting import describe
+
+# Capped at half a second so that a freed lock is picked up quickly.
+POLL = jittered(multiplier=0.02, max=0.5, min=0.01)
+
+
+def lock_key(name: str) -> int:
+    """The signed 64-bit advisory lock key for a lock name (stable across runs and hosts)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Lock(Protocol):
+    def try_acquire(self) -> bool: ...
+    def holder(self) -> dict[str, Any] | None: ...
+    def release(self) -> bool: ...
+
+
+class AdvisoryLock:
+    def __init__(self, connection: Connection, name: str) -> None:
+        self._connection = connection
+        self.key = lock_key(name)
+
+    def _scalar(self, sql: str, **params: Any) -> Any:
+        # Commit at once: nothing else may run in a transaction that stays open while we wait.
+        value = self._connection.execute(text(sql), {"key": self.key, **params}).scalar()
+        self._connection.commit()
+        return value
+
+    def try_acquire(self) -> bool:
+        return bool(self._scalar("SELECT pg_try_advisory_lock(:key)"))
+
+    def holder(self) -> dict[str, Any] | None:
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        row = (
+            self._connection.execute(
+                text(
+                    "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
+                    " a.backend_start, a.state, a.query_start"
+                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.database = (SELECT oid FROM pg_database"
+                    "                   WHERE datname = current_database())"
+                    " AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
+                ),
+                {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF},
+            )
+            .mappings()
+            .first()
+        )
+        self._connection.commit()
+        if row is None:
+            return None
+        return {
+            "pid": row["pid"],
+            "application_name": row["application_name"],
+            "client_addr": row["client_addr"],
+            "since": row["backend_start"].isoformat() if row["backend_start"] else None,
+            "state": row["state"],
+        }
+
+    def release(self) -> bool:
+        self._connection.rollback()  # a failed revision may have left the transaction aborted
+        return bool(self._scalar("SELECT pg_advisory_unlock(:key)"))
+
+
+class FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.path.read_text() or "null") or {}) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> bool:
+        if self._fd is None:
+            return False
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+        return True
+
+
+def make_lock(connection: Connection, name: str) -> Lock | None:
+    """The lock for this connection's database; None where no other process can see it."""
+    if connection.dialect.name == "postgresql":
+        return AdvisoryLock(connection, name)
+    database = connection.engine.url.database
+    if not database or database == ":memory:":
+        return None
+    return FileLock(Path(f"{database}.lock"))
+
+
+@contextmanager
+def migration_lock(
+    connection: Connection, name: str, timeout: float, log: structlog.stdlib.BoundLogger
+) -> Iterator[float]:
+    """Hold the migration lock for the body; yields the seconds spent waiting for it."""
+    lock = make_lock(connection, name)
+    if lock is None:
+        log.info("lock_skipped", reason="private in-memory database")
+        yield 0.0
+        return
+    started = time.monotonic()
+    _acquire(lock, name, timeout, log, started)
+    waited = round(time.monotonic() - started, 3)
+    log.info("lock_acquired", lock=name, waited_s=waited)
+    try:
+        yield waited
+    finally:
+        _release(lock, name, log)
+
+
+def _acquire(
+    lock: Lock, name: str, timeout: float, log: structlog.stdlib.BoundLogger, started: float
+) -> None:
+    last_holder: list[Any] = [object()]
+
+    def report_holder(state: RetryCallState) -> None:
+        holder = lock.holder()
+        if holder != last_holder[0]:  # once per holder, not once per poll
+            last_holder[0] = holder
+            log.info(
+                "lock_waiting",
+                lock=name,
+                holder=holder,
+                waited_s=round(time.monotonic() - started, 3),
+                timeout_s=timeout,
+            )
+
+    retrying = Retrying(
+        stop=stop_before_delay(timeout),
+        wait=POLL,
+        retry=retry_if_result(lambda acquired: not acquired),
+        before_sleep=report_holder,
+    )
+    try:
+        retrying(lock.try_acquire)
+    except RetryError:
+        raise LockTimeout(
+            f"migration lock {name!r} not acquired within {timeout:g} s "
+            f"(MIGRATE_LOCK_TIMEOUT); held by {lock.holder() or 'an unknown session'}"
+        ) from None
+
+
+def _release(lock: Lock, name: str, log: structlog.stdlib.BoundLogger) -> None:
+    try:
+        held = lock.release()
+    except Exception as error:
+        log.warning("lock_released", lock=name, by="server", reason=describe(error))
+        return
+    if held:
+        log.info("lock_released", lock=name)
+    else:
+        log.error("lock_lost", lock=name, reason="the lock was not held at release")

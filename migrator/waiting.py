@@ -1,0 +1,87 @@
+"""Wait until the database accepts a connection: which failures heal, and for how long we try."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import structlog
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from migrator.errors import DatabaseRejected, DatabaseUnavailable
+
+# libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
+# Whatever is not known to be permanent is retried until the deadline: a wrong verdict there
+# costs a wait, while a wrong "permanent" would fail a deploy that would have healed.
+_PERMANENT = re.compile(
+    r"password authentication failed|authentication failed|no password supplied"
+    r"|fe_sendauth|database \".*\" does not exist|role \".*\" does not exist"
+    r"|no pg_hba\.conf entry|invalid dsn|invalid connection option|invalid sslmode"
+    r"|invalid integer value|unable to open database file|unsupported frontend protocol",
+    re.IGNORECASE,
+)
+
+# Full-jitter exponential backoff (many pods must not retry in step), capped at one second so
+# that a database coming up is noticed quickly.
+BACKOFF = wait_random_exponential(multiplier=0.1, max=1.0, min=0.05)
+
+
+def describe(error: BaseException) -> str:
+    """One line of the driver's own message, without SQLAlchemy's boilerplate."""
+    inner = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    return " ".join(str(inner).split()) or inner.__class__.__name__
+
+
+def heals(error: BaseException) -> bool:
+    """Whether waiting could make this connection failure go away."""
+    return isinstance(error, DBAPIError) and not _PERMANENT.search(describe(error))
+
+
+def wait_for_database(
+    engine: Engine, timeout: float, log: structlog.stdlib.BoundLogger
+) -> Connection:
+    """A live connection, or DatabaseUnavailable once `timeout` seconds have passed."""
+    started = time.monotonic()
+
+    def report_attempt(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "database_unavailable",
+            attempt=state.attempt_number,
+            error=describe(error) if error else None,
+            retry_in_s=round(state.upcoming_sleep, 3),
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+
+    retrying = Retrying(
+        stop=stop_before_delay(timeout),
+        wait=BACKOFF,
+        retry=retry_if_exception(heals),
+        before_sleep=report_attempt,
+    )
+    try:
+        connection = retrying(engine.connect)
+    except RetryError as exhausted:
+        last = exhausted.last_attempt.exception()
+        raise DatabaseUnavailable(
+            f"database not reachable after {exhausted.last_attempt.attempt_number} attempts "
+            f"in {time.monotonic() - started:.1f} s (MIGRATE_WAIT_TIMEOUT={timeout:g}): "
+            f"{describe(last) if last else 'no answer'}"
+        ) from None
+    except DBAPIError as error:
+        raise DatabaseRejected(f"the database refused the connection: {describe(error)}") from None
+    log.info(
+        "database_ready",
+        attempts=retrying.statistics.get("attempt_number", 1),
+        waited_s=round(time.monotonic() - started, 3),
+    )
+    return connection

@@ -1,0 +1,176 @@
+"""Fixtures: a private PostgreSQL cluster, fresh databases, and the job run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pgcluster import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRYPOINT = ROOT / "entrypoint.py"
+HEAD = "4d5e6f7a8b93"
+REVISIONS = ["1a2b3c4d5e60", "2b3c4d5e6f71", "3c4d5e6f7a82", "4d5e6f7a8b93"]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == event]
+
+    def one(self, event: str) -> dict[str, Any]:
+        found = self.named(event)
+        assert len(found) == 1, f"expected one {event!r} event, got {len(found)}: {self.stdout}"
+        return found[0]
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.events[-1]
+
+
+def parse_events(stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line must be one JSON object carrying the contract keys."""
+    events = []
+    for line in stdout.splitlines():
+        event = json.loads(line)
+        assert {"timestamp", "level", "event", "logger"} <= event.keys(), line
+        events.append(event)
+    return events
+
+
+def job_env(url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "DATABASE_"))}
+    env.update({"MIGRATE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"})
+    if url is not None:
+        env["DATABASE_URL"] = url
+    env.update(extra)
+    return env
+
+
+def run_job(*args: str, env: Mapping[str, str], timeout: float = 60) -> Result:
+    done = subprocess.run(
+        [sys.executable, str(ENTRYPOINT), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+        check=False,
+    )
+    result = Result(done.returncode, done.stdout, done.stderr)
+    result.events = parse_events(done.stdout)
+    assert "Traceback" not in done.stdout
+    return result
+
+
+def start_job(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ENTRYPOINT), *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> Result:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return Result(process.returncode, stdout, stderr, parse_events(stdout))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """Shared by the whole session; never stopped by a test (faults use `own_cluster`)."""
+    server = Cluster()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, initialised but not started: the test controls it."""
+    server = Cluster()
+    yield server
+    server.destroy()
+
+
+@dataclass
+class Database:
+    cluster: Cluster
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url(self.name)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        connection = self.cluster.connect(self.name)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            connection.close()
+
+    def version(self) -> list[str]:
+        exists = self.query("SELECT to_regclass('public.alembic_version') IS NOT NULL")[0][0]
+        if not exists:
+            return []
+        return sorted(row[0] for row in self.query("SELECT version_num FROM alembic_version"))
+
+    def tables(self) -> set[str]:
+        rows = self.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row[0] for row in rows}
+
+    def advisory_locks(self) -> int:
+        rows = self.query(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = %s",
+            self.name,
+        )
+        return int(rows[0][0])
+
+
+@pytest.fixture
+def db(cluster: Cluster) -> Database:
+    return Database(cluster, cluster.create_database())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A private copy of alembic.ini, migrations/ and models/ that a test may change."""
+    for name in ("migrations", "models"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    return tmp_path
+
+
+def add_revision(
+    project: Path, revision: str, down: str | None, upgrade: str, downgrade: str = "pass"
+) -> None:
+    """Append a revision whose bodies are the given Python statements."""
+    body = "\n    ".join(upgrade.strip().splitlines())
+    back = "\n    ".join(downgrade.strip().splitlines())
+    (project / "migrations" / "versions" / f"{revision}_test.py").write_text(
+        f'"""test revision {revision}"""\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f"revision = {revision!r}\ndown_revision = {down!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade():\n    {body}\n\n\ndef downgrade():\n    {back}\n"
+    )
