@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from migrator import running
 from migrator.database import build_engine
-from migrator.errors import NotUpToDate
+from migrator.errors import NotUpToDate, UsageError
 from migrator.locking import migration_lock
 from migrator.running import Outcome, Project, Steps
 from migrator.settings import Settings
@@ -66,31 +66,35 @@ def connected(job: Job, timeout: float | None = None) -> Iterator[Connection]:
         engine.dispose()
 
 
-def _mutate(job: Job, steps: Steps) -> None:
+def _mutate(job: Job, steps_to: Callable[[str], Steps]) -> None:
     target = job.request.revision or "head"
     running.validate_target(job.project, target)
     if job.request.sql:
         job.settings.require_database()  # the URL names the SQL dialect to write
-        running.migrate_offline(job.project, steps, target, sys.stdout)
+        start, _, destination = target.rpartition(":")
+        running.migrate_offline(job.project, steps_to(destination), start, sys.stdout)
         return
     with (
         connected(job) as connection,
         migration_lock(connection, job.lock_name, job.settings.lock_timeout, job.log) as waited,
     ):
         job.outcome.lock_wait_s = waited
-        running.migrate(job.project, connection, steps, job.log, job.outcome)
+        running.migrate(job.project, connection, steps_to(target), job.log, job.outcome)
 
 
 def upgrade(job: Job) -> None:
-    _mutate(job, running.upgrade_steps(job.request.revision or "head"))
+    _mutate(job, running.upgrade_steps)
 
 
 def downgrade(job: Job) -> None:
-    _mutate(job, running.downgrade_steps(job.request.revision or ""))
+    if job.request.sql and ":" not in (job.request.revision or ""):
+        # Offline there is no database to read the starting point from.
+        raise UsageError("downgrade --sql needs a range FROM:TO, for example 4d5e6f7a8b93:base")
+    _mutate(job, running.downgrade_steps)
 
 
 def stamp(job: Job) -> None:
-    _mutate(job, running.stamp_steps(job.request.revision or ""))
+    _mutate(job, running.stamp_steps)
 
 
 def current(job: Job) -> None:

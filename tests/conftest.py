@@ -61,8 +61,10 @@ def job_env(url: str | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_job(*args: str, env: Mapping[str, str], timeout: float = 60) -> Result:
-    done = subprocess.run(
+def run_raw(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(ENTRYPOINT), *args],
         env=dict(env),
         capture_output=True,
@@ -71,6 +73,10 @@ def run_job(*args: str, env: Mapping[str, str], timeout: float = 60) -> Result:
         cwd="/",
         check=False,
     )
+
+
+def run_job(*args: str, env: Mapping[str, str], timeout: float = 60) -> Result:
+    done = run_raw(*args, env=env, timeout=timeout)
     result = Result(done.returncode, done.stdout, done.stderr)
     result.events = parse_events(done.stdout)
     assert "Traceback" not in done.stdout

@@ -1,0 +1,464 @@
+{{/*
+Named templates of the migrate-job chart. One Job template serves both modes; the container
+parts are shared with the await-head init container that other charts include.
+
+Values arrive as JSON numbers (float64), so every number is passed through `int` before it is
+printed: `quote` of float64 1000000 would print "1e+06".
+*/}}
+
+{{/* ---------------------------------------------------------------- names and labels */}}
+
+{{- define "migrate-job.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "migrate-job.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "migrate-job.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "migrate-job.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "migrate-job.labels" -}}
+helm.sh/chart: {{ include "migrate-job.chart" . }}
+{{ include "migrate-job.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "migrate-job.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: migration
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Hook mode: the release's fullname (before-hook-creation replaces the previous Job).
+Plain mode: fullname + 10 hex digits of the sha256 of the rendered Job spec, so that a changed
+spec makes a new Job (never "spec.template: field is immutable") and an unchanged spec keeps the
+name. Job names end up in a pod label, hence the 63-character limit.
+Argument: dict "scope" (the chart scope) "spec" (the rendered Job spec).
+*/}}
+{{- define "migrate-job.jobName" -}}
+{{- $fullname := include "migrate-job.fullname" .scope }}
+{{- if .scope.Values.useHelmHooks }}
+{{- $fullname }}
+{{- else }}
+{{- printf "%s-%s" ($fullname | trunc 52 | trimSuffix "-") (.spec | sha256sum | trunc 10) }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- image */}}
+
+{{- define "migrate-job.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{- define "migrate-job.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "migrate-job.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- credentials */}}
+
+{{/* The chart-made Secret, rendered only when database.url is set. */}}
+{{- define "migrate-job.urlSecretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- printf "%s-database" (include "migrate-job.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.urlSecretKey" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecretKey }}
+{{- else -}}
+url
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.secretsDir" -}}
+/var/run/secrets/migrate-job
+{{- end }}
+
+{{/*
+Ordering of a chart-made Secret: it must exist before the Job's pod starts, or the pod sits in
+CreateContainerConfigError. A pre-install hook runs before ordinary resources exist, so the
+Secret becomes a hook with a lower weight. Argo CD ignores every Helm hook once any Argo CD hook
+annotation is present, and orders by sync wave, so Argo CD annotations of the Job are mirrored
+one wave earlier.
+*/}}
+{{- define "migrate-job.secretAnnotations" -}}
+{{- $a := dict }}
+{{- if .Values.useHelmHooks }}
+{{- $_ := set $a "helm.sh/hook" "pre-install,pre-upgrade" }}
+{{- $_ := set $a "helm.sh/hook-weight" (sub (int .Values.hook.weight) 1 | toString) }}
+{{- $_ := set $a "helm.sh/hook-delete-policy" .Values.hook.deletePolicy }}
+{{- end }}
+{{- $job := .Values.jobAnnotations | default dict }}
+{{- $argoHook := index $job "argocd.argoproj.io/hook" }}
+{{- $argoWave := index $job "argocd.argoproj.io/sync-wave" }}
+{{- if $argoHook }}
+{{- $_ := set $a "argocd.argoproj.io/hook" $argoHook }}
+{{- with index $job "argocd.argoproj.io/hook-delete-policy" }}
+{{- $_ := set $a "argocd.argoproj.io/hook-delete-policy" . }}
+{{- end }}
+{{- end }}
+{{- if or $argoHook $argoWave }}
+{{- $_ := set $a "argocd.argoproj.io/sync-wave" (sub (int (default "0" $argoWave)) 1 | toString) }}
+{{- end }}
+{{- if $a }}
+{{- toYaml $a }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- validation */}}
+
+{{/*
+Checks that the schema cannot express, and the schema's own checks again for renders that skip
+it (helm --skip-schema-validation). Each message says what to change.
+*/}}
+{{- define "migrate-job.validate" -}}
+{{- $db := .Values.database }}
+{{- if and $db.existingSecret $db.url }}
+{{- fail "migrate-job: set either database.existingSecret or database.url, not both" }}
+{{- end }}
+{{- if not (or $db.existingSecret $db.url) }}
+{{- fail "migrate-job: no database credentials: set database.existingSecret (recommended) or database.url" }}
+{{- end }}
+{{- $minimum := add (int .Values.runner.waitTimeout) (int .Values.runner.lockTimeout) }}
+{{- if not (kindIs "invalid" .Values.activeDeadlineSeconds) }}
+{{- if le (int .Values.activeDeadlineSeconds) $minimum }}
+{{- fail (printf "migrate-job: activeDeadlineSeconds (%d) must be larger than runner.waitTimeout + runner.lockTimeout (%d), or the Job is killed while the runner still waits" (int .Values.activeDeadlineSeconds) $minimum) }}
+{{- end }}
+{{- end }}
+{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" }}
+{{- range .Values.extraEnv }}
+{{- if has .name $managed }}
+{{- fail (printf "migrate-job: extraEnv sets %s, which the chart sets from its own values (see the chart README)" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- Job spec */}}
+
+{{- define "migrate-job.activeDeadlineSeconds" -}}
+{{- if kindIs "invalid" .Values.activeDeadlineSeconds }}
+{{- add (int .Values.runner.waitTimeout) (int .Values.runner.lockTimeout) 600 }}
+{{- else }}
+{{- int .Values.activeDeadlineSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-retryable exit codes fail the Job at once; everything else counts against backoffLimit.
+The API wants the codes sorted and unique.
+*/}}
+{{- define "migrate-job.podFailurePolicy" -}}
+{{- $codes := list }}
+{{- range .Values.podFailurePolicy.failJobExitCodes }}
+{{- $codes = append $codes (int .) }}
+{{- end }}
+{{- $sorted := list }}
+{{- range $code := until 256 }}
+{{- if has $code $codes }}
+{{- $sorted = append $sorted $code }}
+{{- end }}
+{{- end }}
+{{- if or $sorted .Values.podFailurePolicy.ignoreDisruptions }}
+rules:
+  {{- if $sorted }}
+  - action: FailJob
+    onExitCodes:
+      containerName: migrate
+      operator: In
+      values: {{ toJson $sorted }}
+  {{- end }}
+  {{- if .Values.podFailurePolicy.ignoreDisruptions }}
+  - action: Ignore
+    onPodConditions:
+      - type: DisruptionTarget
+        status: "True"
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.jobAnnotations" -}}
+{{- $a := dict }}
+{{- if .Values.useHelmHooks }}
+{{- $_ := set $a "helm.sh/hook" "pre-install,pre-upgrade" }}
+{{- $_ := set $a "helm.sh/hook-weight" (int .Values.hook.weight | toString) }}
+{{- $_ := set $a "helm.sh/hook-delete-policy" .Values.hook.deletePolicy }}
+{{- end }}
+{{- $a = mergeOverwrite $a (.Values.jobAnnotations | default dict) }}
+{{- if $a }}
+{{- toYaml $a }}
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.podLabels" -}}
+{{- $l := dict }}
+{{- if .Values.disableSidecarInjection }}
+{{- $_ := set $l "sidecar.istio.io/inject" "false" }}
+{{- end }}
+{{- $l = mergeOverwrite $l (.Values.podLabels | default dict) }}
+{{- include "migrate-job.labels" . }}
+{{- with $l }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "migrate-job.podAnnotations" -}}
+{{- $a := dict }}
+{{- if .Values.disableSidecarInjection }}
+{{- $_ := set $a "sidecar.istio.io/inject" "false" }}
+{{- $_ := set $a "linkerd.io/inject" "disabled" }}
+{{- end }}
+{{- $a = mergeOverwrite $a (.Values.podAnnotations | default dict) }}
+{{- if $a }}
+{{- toYaml $a }}
+{{- end }}
+{{- end }}
+
+{{/* The Job spec; its sha256 names the Job in plain mode. */}}
+{{- define "migrate-job.jobSpec" -}}
+backoffLimit: {{ int .Values.backoffLimit }}
+activeDeadlineSeconds: {{ include "migrate-job.activeDeadlineSeconds" . }}
+{{- if and (not .Values.useHelmHooks) (not (kindIs "invalid" .Values.ttlSecondsAfterFinished)) }}
+ttlSecondsAfterFinished: {{ int .Values.ttlSecondsAfterFinished }}
+{{- end }}
+{{- with include "migrate-job.podFailurePolicy" . | trim }}
+podFailurePolicy:
+  {{- . | nindent 2 }}
+{{- end }}
+template:
+  metadata:
+    labels:
+      {{- include "migrate-job.podLabels" . | trim | nindent 6 }}
+    {{- with include "migrate-job.podAnnotations" . | trim }}
+    annotations:
+      {{- . | nindent 6 }}
+    {{- end }}
+  spec:
+    restartPolicy: Never
+    automountServiceAccountToken: false
+    enableServiceLinks: false
+    {{- with .Values.serviceAccountName }}
+    serviceAccountName: {{ . }}
+    {{- end }}
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.podSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    containers:
+      - name: migrate
+        {{- include "migrate-job.container" (dict "scope" . "initContainer" false) | nindent 8 }}
+        {{- with .Values.args }}
+        args:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with include "migrate-job.volumeMounts" . | trim }}
+        volumeMounts:
+          {{- . | nindent 10 }}
+        {{- end }}
+    {{- with include "migrate-job.volumes" . | trim }}
+    volumes:
+      {{- . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- container */}}
+
+{{/* An environment variable that is rendered only when its value is set. Argument: list NAME VALUE. */}}
+{{- define "migrate-job.optionalEnv" -}}
+{{- $value := index . 1 }}
+{{- if not (or (kindIs "invalid" $value) (eq (toString $value) "")) }}
+- name: {{ index . 0 }}
+  value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ int $value | quote }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of the runner. The init container runs in another chart's pod, where this chart
+cannot add volumes, so it always reads the URL from an environment variable.
+Argument: dict "scope" "initContainer".
+*/}}
+{{- define "migrate-job.env" -}}
+{{- $v := .scope.Values }}
+{{- $dir := include "migrate-job.secretsDir" .scope }}
+{{- if and $v.database.urlAsFile (not .initContainer) }}
+- name: DATABASE_URL_FILE
+  value: {{ printf "%s/database/url" $dir }}
+{{- else }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "migrate-job.urlSecretName" .scope }}
+      key: {{ include "migrate-job.urlSecretKey" .scope }}
+{{- end }}
+{{- if $v.database.passwordSecret.name }}
+- name: DATABASE_PASSWORD_FILE
+  value: {{ printf "%s/password/password" $dir }}
+{{- end }}
+{{- include "migrate-job.optionalEnv" (list "ALEMBIC_CONFIG" $v.runner.alembicConfig) }}
+- name: MIGRATE_WAIT_TIMEOUT
+  value: {{ int $v.runner.waitTimeout | quote }}
+- name: MIGRATE_CONNECT_TIMEOUT
+  value: {{ int $v.runner.connectTimeout | quote }}
+- name: MIGRATE_LOCK_TIMEOUT
+  value: {{ int $v.runner.lockTimeout | quote }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_LOCK_NAME" $v.runner.lockName) }}
+- name: MIGRATE_LOG_FORMAT
+  value: {{ $v.runner.logFormat | quote }}
+- name: MIGRATE_LOG_LEVEL
+  value: {{ $v.runner.logLevel | quote }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_DDL_LOCK_TIMEOUT" $v.runner.ddlLockTimeout) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_STATEMENT_TIMEOUT" $v.runner.statementTimeout) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_DDL_RETRIES" $v.runner.ddlRetries) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_TERMINATION_LOG" $v.runner.terminationLog) }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the migration container and the await-head init container share: image, command,
+environment, resources, security context, termination message. Argument: dict "scope" "initContainer".
+*/}}
+{{- define "migrate-job.container" -}}
+{{- $v := .scope.Values -}}
+image: {{ include "migrate-job.image" .scope }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+{{- with $v.command }}
+command:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+env:
+  {{- include "migrate-job.env" . | trim | nindent 2 }}
+{{- with $v.envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.securityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.runner.terminationLog }}
+terminationMessagePath: {{ . }}
+{{- end }}
+terminationMessagePolicy: FallbackToLogsOnError
+{{- end }}
+
+{{- define "migrate-job.volumeMounts" -}}
+{{- $dir := include "migrate-job.secretsDir" . }}
+{{- if .Values.database.urlAsFile }}
+- name: database-url
+  mountPath: {{ $dir }}/database
+  readOnly: true
+{{- end }}
+{{- if .Values.database.passwordSecret.name }}
+- name: database-password
+  mountPath: {{ $dir }}/password
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Secret files are root-owned, group fsGroup (10001) and mode 0440: readable by the runner only. */}}
+{{- define "migrate-job.volumes" -}}
+{{- if .Values.database.urlAsFile }}
+- name: database-url
+  secret:
+    secretName: {{ include "migrate-job.urlSecretName" . }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ include "migrate-job.urlSecretKey" . }}
+        path: url
+{{- end }}
+{{- with .Values.database.passwordSecret }}
+{{- if .name }}
+- name: database-password
+  secret:
+    secretName: {{ .name }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .key }}
+        path: password
+{{- end }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- init-container gate */}}
+
+{{/*
+An init container that holds an application pod until the database is at this image's head
+(`await-head`; it never migrates). From this chart's scope, or from a parent chart:
+
+  initContainers:
+    {{- include "migrate-job.awaitHeadInitContainer" . | nindent 4 }}
+
+From a parent chart the values of the dependency "migrate-job" are used; under an alias pass its
+scope: include "migrate-job.awaitHeadInitContainer" (index .Subcharts "ALIAS").
+*/}}
+{{- define "migrate-job.awaitHeadInitContainer" -}}
+{{- $scope := . }}
+{{- if not (and (hasKey .Values "awaitHead") (hasKey .Values "runner") (hasKey .Values "database")) }}
+{{- $scope = index (.Subcharts | default dict) "migrate-job" }}
+{{- if not $scope }}
+{{- fail "migrate-job.awaitHeadInitContainer: no migrate-job values in this scope; under an alias call it with (index .Subcharts \"ALIAS\")" }}
+{{- end }}
+{{- end }}
+{{- $v := $scope.Values }}
+{{- include "migrate-job.validate" $scope }}
+{{- if and $v.useHelmHooks $v.database.url (contains "hook-succeeded" $v.hook.deletePolicy) }}
+{{- fail "migrate-job.awaitHeadInitContainer: with useHelmHooks and database.url the chart-made Secret is a hook resource that Helm deletes after the migration; use database.existingSecret" }}
+{{- end }}
+{{- if $v.database.passwordSecret.name }}
+{{- fail "migrate-job.awaitHeadInitContainer: database.passwordSecret is mounted as a file, which this chart cannot add to another chart's pod; put the password into the URL's Secret" }}
+{{- end -}}
+- name: {{ $v.awaitHead.containerName }}
+  {{- include "migrate-job.container" (dict "scope" $scope "initContainer" true) | nindent 2 }}
+  args:
+    - await-head
+    - --timeout
+    - {{ int $v.awaitHead.timeout | quote }}
+{{- end }}

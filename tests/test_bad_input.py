@@ -1,0 +1,106 @@
+"""Every bad input: exit 2, one `failed` event that says what was wrong, no traceback, nothing run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Database, add_revision, job_env, parse_events, run_job
+
+SQLITE = "sqlite:////nonexistent-dir/never.db"
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    assert result.code == 2, result.stdout + result.stderr
+    failed = result.one("failed")
+    assert failed is result.final
+    assert failed["exit_code"] == 2
+    for fragment in fragments:
+        assert fragment in failed["message"], failed["message"]
+    assert result.stderr == ""
+    assert result.events[0]["event"] in ("starting", "failed")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragments"),
+    [
+        (["frobnicate"], {}, ["invalid choice", "upgrade"]),
+        (["upgrade", "--bogus"], {}, ["unrecognized arguments: --bogus"]),
+        (["downgrade"], {}, ["required: revision"]),
+        (["stamp"], {}, ["required: revision"]),
+        ([], {}, ["required: COMMAND"]),
+        (["upgrade"], {"DATABASE_URL": None}, ["DATABASE_URL is not set"]),
+        (["upgrade"], {"MIGRATE_WAIT_TIMEOUT": "soon"}, ["MIGRATE_WAIT_TIMEOUT", "'soon'"]),
+        (["upgrade"], {"MIGRATE_LOCK_TIMEOUT": "-5"}, ["MIGRATE_LOCK_TIMEOUT", "0 or more"]),
+        (["upgrade"], {"MIGRATE_CONNECT_TIMEOUT": "0"}, ["MIGRATE_CONNECT_TIMEOUT"]),
+        (["upgrade"], {"MIGRATE_WAIT_TIMEOUT": "nan"}, ["MIGRATE_WAIT_TIMEOUT"]),
+        (["upgrade", "--wait-timeout", "inf"], {}, ["MIGRATE_WAIT_TIMEOUT"]),
+        (["upgrade"], {"MIGRATE_LOG_FORMAT": "xml"}, ["MIGRATE_LOG_FORMAT", "json"]),
+        (["upgrade"], {"MIGRATE_LOG_LEVEL": "loud"}, ["MIGRATE_LOG_LEVEL", "debug"]),
+        (["upgrade"], {"ALEMBIC_CONFIG": "/nope/alembic.ini"}, ["ALEMBIC_CONFIG"]),
+        (["upgrade"], {"DATABASE_URL": "mysql://u@h/db"}, ["'mysql' is not supported"]),
+        (["upgrade"], {"DATABASE_URL": "just-a-hostname"}, ["not a URL"]),
+        (["upgrade"], {"DATABASE_URL": "postgresql://u@h:port/db"}, ["malformed"]),
+        (
+            ["upgrade"],
+            {"DATABASE_URL": None, "DATABASE_URL_FILE": "/nope/url"},
+            ["DATABASE_URL_FILE", "cannot read"],
+        ),
+        (["upgrade", "no-such-revision"], {}, ["no-such-revision"]),
+        (["downgrade", "abc123xyz"], {}, ["abc123xyz"]),
+        (["downgrade", "base", "--sql"], {}, ["FROM:TO"]),
+    ],
+)
+def test_bad_input_is_a_usage_error(args, env, fragments) -> None:
+    environment = job_env(SQLITE)
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    result = run_job(*args, env=environment)
+    assert_usage_error(result, *fragments)
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = job_env(SQLITE, MIGRATE_LOG_FORMAT="xml")
+    result = run_job("heads", "--log-format", "json", env=env)
+    assert result.code == 0
+    assert result.one("heads")["heads"][0]["revision"]
+
+
+def test_sql_mode_reports_errors_on_stderr_and_prints_no_sql() -> None:
+    result = run_job("upgrade", "--sql", "nope:head", env=job_env(SQLITE))
+    assert result.code == 2
+    assert result.stdout == ""
+    failed = parse_events(result.stderr)[-1]
+    assert failed["event"] == "failed"
+    assert "nope" in failed["message"]
+
+
+def test_both_url_and_url_file_is_refused(tmp_path: Path) -> None:
+    url_file = tmp_path / "url"
+    url_file.write_text("sqlite:///x.db\n")
+    result = run_job("upgrade", env=job_env(SQLITE, DATABASE_URL_FILE=str(url_file)))
+    assert_usage_error(result, "both set")
+
+
+def test_several_heads_are_refused_where_one_is_needed(project: Path, db: Database) -> None:
+    add_revision(project, "aaaa00000001", "3c4d5e6f7a82", "pass")  # a branch beside 4d5e...
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    result = run_job("upgrade", "head", env=env)
+    assert_usage_error(result, "several heads", "4d5e6f7a8b93", "aaaa00000001", "merge")
+    assert db.tables() == set(), "nothing may run when the request is ambiguous"
+    heads = run_job("heads", env=env).one("heads")["heads"]
+    assert sorted(h["revision"] for h in heads) == ["4d5e6f7a8b93", "aaaa00000001"]
+
+
+def test_unknown_revision_in_the_version_table_says_how_to_repair(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "head", env=env).code == 0
+    db.query("UPDATE alembic_version SET version_num = 'deadbeef0000'")
+    result = run_job("upgrade", "head", env=env)
+    assert_usage_error(result, "deadbeef0000", "stamp")
+    assert result.final["unknown"] == ["deadbeef0000"]
+    assert db.advisory_locks() == 0

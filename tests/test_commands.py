@@ -1,0 +1,199 @@
+"""Each command end to end against a real PostgreSQL server, and SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HEAD, REVISIONS, Database, job_env, parse_events, run_job, run_raw
+
+TABLES = {"accounts", "projects", "tasks", "comments", "alembic_version"}
+
+
+def test_upgrade_from_empty_to_head_reports_every_step(db: Database) -> None:
+    result = run_job("upgrade", "head", env=job_env(db.url))
+    assert result.code == 0, result.stdout
+    names = [event["event"] for event in result.events]
+    assert names[:3] == ["starting", "database_ready", "lock_acquired"]
+    assert names[-2:] == ["lock_released", "finished"]
+    plan = result.one("plan")
+    assert [step["revision"] for step in plan["revisions"]] == REVISIONS
+    assert names.index("plan") < names.index("migration_started")
+    finished = result.named("migration_finished")
+    assert [event["revision"] for event in finished] == REVISIONS
+    assert all(event["duration_s"] >= 0 and event["direction"] == "upgrade" for event in finished)
+    assert [event["step"] for event in finished] == [1, 2, 3, 4]
+    final = result.final
+    assert final["event"] == "finished"
+    assert (final["revisions_before"], final["revisions_after"]) == ([], [HEAD])
+    assert final["applied"] == 4 and final["exit_code"] == 0
+    assert db.version() == [HEAD]
+    assert db.tables() == TABLES
+    assert db.advisory_locks() == 0
+
+
+def test_second_run_finds_nothing_to_do(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", env=env).code == 0
+    again = run_job("upgrade", env=env)
+    assert again.code == 0
+    assert again.one("nothing_to_do")["current"] == [HEAD]
+    assert again.named("plan") == [] and again.named("migration_started") == []
+    assert again.final["applied"] == 0
+
+
+def test_backfill_keeps_existing_rows(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "1a2b3c4d5e60", env=env).code == 0
+    db.query("INSERT INTO accounts (email) VALUES ('ada@example.com')")
+    assert run_job("upgrade", "head", env=env).code == 0
+    assert db.query("SELECT email, display_name FROM accounts") == [
+        ("ada@example.com", "ada@example.com")
+    ]
+
+
+def test_downgrade_one_then_base_then_stamp(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", env=env).code == 0
+
+    one = run_job("downgrade", "-1", env=env)
+    assert one.code == 0
+    assert one.one("migration_finished")["direction"] == "downgrade"
+    assert db.version() == [REVISIONS[-2]]
+    assert db.query(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_name = 'comments' AND column_name IN ('text', 'body')"
+    ) == [("text",)]
+
+    base = run_job("downgrade", "base", env=env)
+    assert base.code == 0
+    assert [e["revision"] for e in base.named("migration_finished")] == REVISIONS[-2::-1]
+    assert db.version() == []
+    assert db.tables() == {"alembic_version"}
+    assert db.query("SELECT count(*) FROM pg_type WHERE typname = 'task_status'") == [(0,)]
+
+    stamp = run_job("stamp", HEAD, env=env)
+    assert stamp.code == 0
+    assert stamp.one("migration_finished")["direction"] == "stamp"
+    assert db.version() == [HEAD]
+    assert db.tables() == {"alembic_version"}, "stamp records a revision, it runs nothing"
+
+
+def test_every_revision_upgrades_and_downgrades_cleanly(db: Database) -> None:
+    env = job_env(db.url)
+    for index, revision in enumerate(REVISIONS):
+        assert run_job("upgrade", "+1", env=env).code == 0
+        assert db.version() == [revision]
+        assert run_job("downgrade", "-1", env=env).code == 0
+        assert db.version() == ([REVISIONS[index - 1]] if index else [])
+        assert run_job("upgrade", "+1", env=env).code == 0
+    assert run_job("check", env=env).code == 0
+
+
+def test_read_only_commands_report_and_change_nothing(db: Database) -> None:
+    env = job_env(db.url)
+    current = run_job("current", env=env)
+    assert current.code == 0
+    assert current.one("current")["revisions"] == []
+    assert current.one("current")["at_head"] is False
+    assert db.tables() == set(), "current must not create the version table"
+
+    heads = run_job("heads", env=job_env(None))  # needs no database at all
+    assert heads.code == 0
+    assert [h["revision"] for h in heads.one("heads")["heads"]] == [HEAD]
+
+    history = run_job("history", env=job_env(None))
+    assert [r["revision"] for r in history.one("history")["revisions"]] == REVISIONS
+    assert [r["is_head"] for r in history.one("history")["revisions"]] == [0, 0, 0, 1]
+
+    assert run_job("upgrade", env=env).code == 0
+    at_head = run_job("current", env=env).one("current")
+    assert at_head["revisions"] == [HEAD] and at_head["at_head"] is True
+
+
+def test_sql_mode_prints_sql_and_touches_no_database(db: Database) -> None:
+    result = run_raw("upgrade", "head", "--sql", env=job_env(db.url))
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE accounts" in result.stdout
+    assert "CREATE TYPE task_status" in result.stdout
+    assert "ALTER TABLE comments RENAME text TO body" in result.stdout
+    assert parse_events(result.stderr)[-1]["event"] == "finished"
+    assert db.tables() == set()
+
+    down = run_raw("downgrade", f"{HEAD}:base", "--sql", env=job_env(db.url))
+    assert down.returncode == 0
+    assert "DROP TABLE accounts" in down.stdout
+
+
+def test_check_passes_at_head_and_fails_before(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "3c4d5e6f7a82", env=env).code == 0
+    behind = run_job("check", env=env)
+    assert behind.code == 7
+    assert behind.final["error"] == "NotUpToDate"
+    assert run_job("upgrade", env=env).code == 0
+    ok = run_job("check", env=env)
+    assert ok.code == 0
+    assert ok.one("check")["differences"] == []
+
+
+def test_check_lists_each_difference_of_a_changed_model(db: Database, project: Path) -> None:
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    assert run_job("upgrade", env=env).code == 0
+    tables = project / "models" / "tables.py"
+    tables.write_text(
+        tables.read_text().replace(
+            "    title: Mapped[str] = mapped_column(String(300))\n",
+            "    title: Mapped[str] = mapped_column(String(300))\n"
+            "    estimate: Mapped[int | None] = mapped_column()\n",
+        )
+    )
+    result = run_job("check", env=env)
+    assert result.code == 7
+    assert result.final["differences"] == [
+        {"op": "add_column", "args": [None, "tasks", "tasks.estimate"]}
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2"])
+def test_url_spellings_all_reach_psycopg2(cluster, scheme: str) -> None:
+    database = Database(cluster, cluster.create_database())
+    result = run_job("upgrade", env=job_env(cluster.url(database.name, scheme=scheme)))
+    assert result.code == 0, result.stdout
+    assert result.one("starting")["database"].startswith("postgresql+psycopg2://admin:***@")
+    assert database.version() == [HEAD]
+
+
+def test_url_from_a_file(db: Database, tmp_path: Path) -> None:
+    url_file = tmp_path / "database-url"
+    url_file.write_text(db.url + "\n")
+    env = job_env(None, DATABASE_URL_FILE=str(url_file))
+    assert run_job("upgrade", env=env).code == 0
+    assert db.version() == [HEAD]
+
+
+def test_sqlite_end_to_end(tmp_path: Path) -> None:
+    env = job_env(f"sqlite:///{tmp_path / 'app.db'}")
+    assert run_job("upgrade", env=env).code == 0
+    assert run_job("current", env=env).one("current")["revisions"] == [HEAD]
+    assert run_job("check", env=env).code == 0
+    assert run_job("downgrade", "-1", env=env).code == 0
+    assert run_job("current", env=env).one("current")["revisions"] == [REVISIONS[-2]]
+    assert run_job("downgrade", "base", env=env).code == 0
+    assert run_job("current", env=env).one("current")["revisions"] == []
+    assert (tmp_path / "app.db.lock").exists()
+
+
+def test_wait_command_only_waits(db: Database) -> None:
+    result = run_job("wait", env=job_env(db.url))
+    assert result.code == 0
+    assert [e["event"] for e in result.events] == ["starting", "database_ready", "finished"]
+    assert db.tables() == set()
+
+
+def test_console_format_shows_progress(db: Database) -> None:
+    done = run_raw("upgrade", env=job_env(db.url, MIGRATE_LOG_FORMAT="console"))
+    assert done.returncode == 0
+    assert "[1/4] 1a2b3c4d5e60 initial schema" in done.stdout
+    assert "[4/4] 4d5e6f7a8b93 rename comments.text to comments.body ... " in done.stdout

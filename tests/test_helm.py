@@ -1,0 +1,548 @@
+"""The Helm chart in helm/migrate-job, rendered by the real Helm engine and checked offline.
+
+helm-python-sdk embeds Helm's Go SDK (render, schema validation, lint); kubernetes-validate checks
+each rendered document, in strict mode, against the OpenAPI schemas of Kubernetes 1.29 (the
+chart's kubeVersion floor) and of the newest version it bundles. No cluster and no helm binary.
+The value sets under helm/migrate-job/ci/ are shared with scripts/helm-checkov.sh.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "migrate-job"
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    path.name.removesuffix("-values.yaml"): yaml.safe_load(path.read_text())
+    for path in sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+}
+KUBE_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+RELEASE = "shop"
+NAMESPACE = "apps"
+EXISTING = {"database": {"existingSecret": "app-database"}}
+URL = "postgresql://app:Hunter2-Very-Secret@db.example.internal:5432/app"
+
+
+@pytest.fixture(scope="module")
+def chart() -> helm_python.Chart:
+    loaded = helm_python.Chart.load(CHART_DIR)
+    yield loaded
+    loaded.close()
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge value layers, later ones winning (as helm -f a.yaml -f b.yaml does)."""
+
+    def merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = copy.deepcopy(value)
+
+    result: dict[str, Any] = {}
+    for layer in layers:
+        merge(result, layer)
+    return result
+
+
+def render_files(chart: helm_python.Chart, values: dict[str, Any], **options: Any) -> dict[str, str]:
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE, **options)
+
+
+def render(chart: helm_python.Chart, values: dict[str, Any], **options: Any) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path, text in render_files(chart, values, **options).items():
+        if not path.endswith("NOTES.txt"):
+            docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    return migrate
+
+
+def env_of(ctr: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in ctr["env"]}
+
+
+def job_name(chart: helm_python.Chart, values: dict[str, Any]) -> str:
+    return only(render(chart, values), "Job")["metadata"]["name"]
+
+
+# ---------------------------------------------------------------- every document is valid
+
+
+def test_the_shared_value_sets_are_there() -> None:
+    assert set(VALUE_SETS) >= {"default", "url-secret", "plain", "everything"}
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_document_validates_strictly(chart, value_set, kube_version) -> None:
+    docs = render(chart, VALUE_SETS[value_set])
+    assert any(doc["kind"] == "Job" for doc in docs)
+    for doc in docs:
+        kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+def test_strict_validation_catches_a_misspelt_field(chart) -> None:
+    job = only(render(chart, EXISTING), "Job")
+    job["spec"]["backofLimit"] = job["spec"].pop("backoffLimit")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBE_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("kube_version", ["v1.29.0", f"v{KUBE_VERSIONS[-1]}"])
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_helm_lint_strict_reports_nothing(value_set, kube_version) -> None:
+    report = helm_python.lint(
+        CHART_DIR, VALUE_SETS[value_set], strict=True, kube_version=kube_version
+    )
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_chart_metadata(chart) -> None:
+    metadata = chart.metadata
+    assert (metadata["apiVersion"], metadata["name"]) == ("v2", "migrate-job")
+    assert (metadata["version"], metadata["appVersion"]) == ("0.1.0", "0.1.0")
+    # helm install refuses older clusters (helm lint does not check this).
+    assert metadata["kubeVersion"] == ">=1.29.0-0"
+
+
+# ---------------------------------------------------------------- hook mode
+
+
+def test_hook_mode_is_the_default_with_the_hook_annotations(chart) -> None:
+    job = only(render(chart, EXISTING), "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-weight"] == "0"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    assert job["metadata"]["name"] == f"{RELEASE}-migrate-job"
+    assert job["metadata"]["namespace"] == NAMESPACE
+    # A finished hook Job is removed by Helm's delete policy; a failed one stays for debugging.
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+
+
+def test_existing_secret_is_referenced_and_no_secret_is_made(chart) -> None:
+    docs = render(chart, EXISTING)
+    assert [doc["kind"] for doc in docs] == ["Job"]
+    env = env_of(container(only(docs, "Job")))
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "app-database", "key": "url"}}
+
+
+@pytest.mark.parametrize("weight", [0, 5, -3])
+def test_chart_made_secret_is_a_hook_with_a_lower_weight(chart, weight) -> None:
+    docs = render(chart, {"database": {"url": URL}, "hook": {"weight": weight}})
+    job, secret = only(docs, "Job"), only(docs, "Secret")
+    job_annotations, secret_annotations = job["metadata"]["annotations"], secret["metadata"]["annotations"]
+    assert secret_annotations["helm.sh/hook"] == job_annotations["helm.sh/hook"]
+    assert int(secret_annotations["helm.sh/hook-weight"]) < int(job_annotations["helm.sh/hook-weight"])
+    assert int(job_annotations["helm.sh/hook-weight"]) == weight
+    assert secret_annotations["helm.sh/hook-delete-policy"] == job_annotations["helm.sh/hook-delete-policy"]
+    assert base64.b64decode(secret["data"]["url"]).decode() == URL
+    ref = env_of(container(job))["DATABASE_URL"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "url"}
+
+
+def test_argo_cd_hook_annotations_are_mirrored_onto_the_secret(chart) -> None:
+    """Argo CD ignores every Helm hook once one Argo CD hook is present, so the Secret needs its own."""
+    docs = render(chart, {
+        "database": {"url": URL},
+        "jobAnnotations": {
+            "argocd.argoproj.io/hook": "PreSync",
+            "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+        },
+    })
+    job, secret = only(docs, "Job"), only(docs, "Secret")
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "PreSync"
+    assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert annotations["argocd.argoproj.io/sync-wave"] == "-1"
+
+
+# ---------------------------------------------------------------- plain mode
+
+
+def test_plain_mode_is_an_ordinary_job_with_a_hashed_name_and_a_ttl(chart) -> None:
+    docs = render(chart, merged(EXISTING, {"useHelmHooks": False}))
+    job = only(docs, "Job")
+    assert re.fullmatch(rf"{RELEASE}-migrate-job-[0-9a-f]{{10}}", job["metadata"]["name"])
+    assert not any(key.startswith("helm.sh/hook") for key in job["metadata"].get("annotations", {}))
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+
+
+def test_plain_mode_secret_is_an_ordinary_resource_ordered_before_the_job_for_argo_cd(chart) -> None:
+    docs = render(chart, VALUE_SETS["plain"])
+    job, secret = only(docs, "Job"), only(docs, "Secret")
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert not any(key.startswith("helm.sh/") for key in secret["metadata"]["annotations"])
+    job_wave = int(job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    assert int(secret["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < job_wave
+
+
+PLAIN = merged(EXISTING, {"useHelmHooks": False})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": {"tag": "0.2.0"}},
+        {"image": {"digest": "sha256:" + "ab" * 32}},
+        {"args": ["upgrade", "+1"]},
+        {"command": ["python", "entrypoint.py"]},
+        {"runner": {"lockTimeout": 301}},
+        {"runner": {"lockName": "other"}},
+        {"extraEnv": [{"name": "TZ", "value": "UTC"}]},
+        {"envFrom": [{"configMapRef": {"name": "settings"}}]},
+        {"database": {"existingSecretKey": "uri"}},
+        {"resources": {"limits": {"memory": "512Mi"}}},
+    ],
+    ids=lambda change: ".".join(next(iter(change.items()))[0:1]),
+)
+def test_plain_mode_name_changes_when_the_spec_changes(chart, change) -> None:
+    assert job_name(chart, merged(PLAIN, change)) != job_name(chart, PLAIN)
+
+
+def test_plain_mode_name_is_stable_when_the_spec_is_not_changed(chart) -> None:
+    first = job_name(chart, PLAIN)
+    assert job_name(chart, copy.deepcopy(PLAIN)) == first
+    # Another revision of the same release, or values that only reach other objects, keep it.
+    later = only(render(chart, PLAIN, revision=7, is_upgrade=True), "Job")
+    assert later["metadata"]["name"] == first
+    assert job_name(chart, merged(PLAIN, {"jobAnnotations": {"note": "x"}})) == first
+    with_url = {"useHelmHooks": False, "database": {"url": URL}}
+    assert job_name(chart, with_url) == job_name(chart, merged(with_url, {"database": {"url": URL + "2"}}))
+
+
+def test_plain_mode_name_fits_a_label_value_for_a_long_release_name(chart) -> None:
+    files = chart.render(PLAIN, name="r" * 53, namespace=NAMESPACE)
+    job = only([doc for doc in yaml.safe_load_all(files["migrate-job/templates/job.yaml"]) if doc], "Job")
+    assert len(job["metadata"]["name"]) <= 63
+    assert re.fullmatch(r"r+-[0-9a-f]{10}", job["metadata"]["name"])
+
+
+# ---------------------------------------------------------------- secrets stay secret
+
+
+def passwords_in(values: dict[str, Any]) -> list[str]:
+    url = values.get("database", {}).get("url", "")
+    return [urlsplit(url).password] if url and urlsplit(url).password else []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [VALUE_SETS["url-secret"], VALUE_SETS["plain"], {"database": {"url": URL, "urlAsFile": True}}],
+    ids=["url-secret", "plain", "url-as-file"],
+)
+def test_no_password_outside_the_secret(chart, values) -> None:
+    (password,) = passwords_in(values)
+    files = render_files(chart, values)
+    for path, text in files.items():
+        docs = [doc for doc in yaml.safe_load_all(text) if doc] if path.endswith(".yaml") else []
+        if docs and all(doc["kind"] == "Secret" for doc in docs):
+            assert password not in text, "the Secret must carry the URL base64-encoded only"
+            continue
+        assert password not in text, f"{path} leaks the password"
+        assert base64.b64encode(password.encode()).decode() not in text
+
+
+# ---------------------------------------------------------------- pod defaults
+
+
+def test_pod_defaults_are_safe(chart) -> None:
+    job = only(render(chart, EXISTING), "Job")
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    migrate = container(job)
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = migrate["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert migrate["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(migrate)
+    assert set(migrate["resources"]) == {"requests", "limits"}
+    assert migrate["image"] == "ghcr.io/example/migrate-job:0.1.0"
+    assert migrate["imagePullPolicy"] == "IfNotPresent"
+    assert "command" not in migrate
+    assert migrate["args"] == ["upgrade", "head"]
+    assert job["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert 0 < spec["backoffLimit"] <= 3
+    assert spec["activeDeadlineSeconds"] > 60 + 300
+
+
+def test_pod_failure_policy_fails_at_once_on_non_retryable_codes(chart) -> None:
+    rules = only(render(chart, EXISTING), "Job")["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "migrate", "operator": "In", "values": [2, 5]},
+    }
+    assert rules[1] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    # Retryable codes (3, 4, 6, 130, 143) match no rule, so they count against backoffLimit.
+    everything = only(render(chart, VALUE_SETS["everything"]), "Job")
+    assert everything["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [1, 2, 5]
+
+
+def test_sidecar_injection_can_be_left_to_the_mesh(chart) -> None:
+    job = only(render(chart, merged(EXISTING, {"disableSidecarInjection": False})), "Job")
+    metadata = job["spec"]["template"]["metadata"]
+    assert "sidecar.istio.io/inject" not in metadata["labels"]
+    assert "annotations" not in metadata
+
+
+def test_active_deadline_defaults_to_the_timeouts_plus_a_margin(chart) -> None:
+    job = only(render(chart, merged(EXISTING, {"runner": {"waitTimeout": 100, "lockTimeout": 1000}})), "Job")
+    assert job["spec"]["activeDeadlineSeconds"] == 100 + 1000 + 600
+
+
+def test_active_deadline_below_the_timeouts_is_refused(chart) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"activeDeadlineSeconds \(300\) must be larger"):
+        render(chart, merged(EXISTING, {"activeDeadlineSeconds": 300}))
+
+
+def test_runner_settings_become_environment_variables(chart) -> None:
+    env = env_of(container(only(render(chart, EXISTING), "Job")))
+    assert {name: value for name, value in env.items() if name != "DATABASE_URL"} == {
+        "MIGRATE_WAIT_TIMEOUT": "60",
+        "MIGRATE_CONNECT_TIMEOUT": "5",
+        "MIGRATE_LOCK_TIMEOUT": "300",
+        "MIGRATE_LOG_FORMAT": "json",
+        "MIGRATE_LOG_LEVEL": "info",
+    }
+    env = env_of(container(only(render(chart, VALUE_SETS["everything"]), "Job")))
+    assert env["MIGRATE_LOCK_NAME"] == "app:alembic"
+    assert env["ALEMBIC_CONFIG"] == "/app/alembic.ini"
+    assert env["MIGRATE_DDL_LOCK_TIMEOUT"] == "5"
+    assert env["MIGRATE_STATEMENT_TIMEOUT"] == "600"
+    assert env["MIGRATE_DDL_RETRIES"] == "3"
+    assert env["MIGRATE_TERMINATION_LOG"] == "/dev/termination-log"
+    assert env["TZ"] == "UTC"
+
+
+def test_large_numbers_are_not_printed_in_exponent_form(chart) -> None:
+    values = merged(EXISTING, {"runner": {"lockTimeout": 1000000}, "activeDeadlineSeconds": 2000000})
+    job = only(render(chart, values), "Job")
+    assert env_of(container(job))["MIGRATE_LOCK_TIMEOUT"] == "1000000"
+    assert job["spec"]["activeDeadlineSeconds"] == 2000000
+
+
+def test_url_as_file_mounts_the_secret_and_passes_its_path(chart) -> None:
+    job = only(render(chart, VALUE_SETS["everything"]), "Job")
+    migrate, pod = container(job), job["spec"]["template"]["spec"]
+    env = env_of(migrate)
+    assert "DATABASE_URL" not in env
+    mounts = {mount["name"]: mount for mount in migrate["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    for variable, volume_name, file_name in [
+        ("DATABASE_URL_FILE", "database-url", "url"),
+        ("DATABASE_PASSWORD_FILE", "database-password", "password"),
+    ]:
+        assert env[variable] == f"{mounts[volume_name]['mountPath']}/{file_name}"
+        assert mounts[volume_name]["readOnly"] is True
+        secret = volumes[volume_name]["secret"]
+        assert secret["items"][0]["path"] == file_name
+        assert secret["defaultMode"] == 0o440
+    assert volumes["database-password"]["secret"]["secretName"] == "app-database-password"
+    assert pod["securityContext"]["fsGroup"] == 10001
+
+
+# ---------------------------------------------------------------- values that cannot work
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"backoffLimit": "two"}, "/backoffLimit"),
+        ({"runner": {"lockTimeout": "300s"}}, "/runner/lockTimeout"),
+        ({"runner": {"logFormat": "xml"}}, "/runner/logFormat"),
+        ({"useHelmHooks": "false"}, "/useHelmHooks"),
+        ({"replicaCount": 2}, "'replicaCount' not allowed"),
+        ({"runner": {"lockTimeot": 5}}, "'lockTimeot' not allowed"),
+        ({"jobAnnotations": {"argocd.argoproj.io/sync-wave": -1}}, "/jobAnnotations"),
+        ({"extraEnv": [{"name": "TZ", "value": 1}]}, "/extraEnv/0/value"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"podFailurePolicy": {"failJobExitCodes": [0]}}, "/podFailurePolicy/failJobExitCodes/0"),
+    ],
+)
+def test_schema_rejects_wrong_values_naming_the_key(chart, values, message) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        render(chart, merged(EXISTING, values))
+
+
+def test_missing_credentials_are_refused_naming_both_choices(chart) -> None:
+    with pytest.raises(helm_python.HelmValuesError) as raised:
+        chart.validate_schema({})
+    assert "/database/existingSecret" in str(raised.value)
+    assert "/database/url" in str(raised.value)
+    with pytest.raises(helm_python.HelmValuesError):
+        render(chart, {})
+
+
+def test_both_kinds_of_credentials_are_refused(chart) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="/database/existingSecret"):
+        render(chart, {"database": {"existingSecret": "app-database", "url": URL}})
+
+
+def test_extra_env_may_not_shadow_what_the_chart_sets(chart) -> None:
+    values = merged(EXISTING, {"extraEnv": [{"name": "MIGRATE_LOCK_TIMEOUT", "value": "5"}]})
+    with pytest.raises(helm_python.HelmRenderError, match="extraEnv sets MIGRATE_LOCK_TIMEOUT"):
+        render(chart, values)
+
+
+# ---------------------------------------------------------------- NOTES.txt
+
+
+@pytest.mark.parametrize("value_set", ["default", "plain"])
+def test_notes_tell_how_to_read_the_logs_and_the_exit_codes(chart, value_set) -> None:
+    files = render_files(chart, VALUE_SETS[value_set])
+    notes = files["migrate-job/templates/NOTES.txt"]
+    name = only(render(chart, VALUE_SETS[value_set]), "Job")["metadata"]["name"]
+    assert f"kubectl -n {NAMESPACE} logs job/{name}" in notes
+    for code in ["0", "1", "2", "3", "4", "5", "6", "7", "130/143"]:
+        assert re.search(rf"^  {re.escape(code)} ", notes, re.MULTILINE), code
+
+
+# ---------------------------------------------------------------- the init-container gate
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-app
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      initContainers:
+        {{- include "migrate-job.awaitHeadInitContainer" INCLUDE_ARG | nindent 8 }}
+      containers:
+        - name: web
+          image: example/web:1
+"""
+
+
+def umbrella(tmp_path: Path, alias: str | None = None, include_arg: str = ".") -> helm_python.Chart:
+    """An application chart that depends on migrate-job and gates its pods on await-head."""
+    root = tmp_path / "app"
+    (root / "templates").mkdir(parents=True)
+    shutil.copytree(CHART_DIR, root / "charts" / "migrate-job", ignore=shutil.ignore_patterns("ci"))
+    dependency = {"name": "migrate-job", "version": "0.1.0"} | ({"alias": alias} if alias else {})
+    (root / "Chart.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "v2", "name": "app", "version": "1.0.0", "dependencies": [dependency]}
+    ))
+    (root / "templates" / "deployment.yaml").write_text(DEPLOYMENT.replace("INCLUDE_ARG", include_arg))
+    return helm_python.Chart.load(root)
+
+
+def init_container_and_job(app: helm_python.Chart, values: dict[str, Any]) -> tuple[dict, dict, dict]:
+    docs = render(app, values)
+    deployment, job = only(docs, "Deployment"), only(docs, "Job")
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    return deployment, init, job
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_init_container_template_renders_a_valid_container(tmp_path, kube_version) -> None:
+    app = umbrella(tmp_path)
+    deployment, init, job = init_container_and_job(app, {"migrate-job": EXISTING})
+    kubernetes_validate.validate(deployment, kube_version, strict=True)
+    assert init["name"] == "await-migrations"
+    assert init["image"] == container(job)["image"]
+    assert init["args"] == ["await-head", "--timeout", "600"]
+    assert env_of(init)["DATABASE_URL"] == {"secretKeyRef": {"name": "app-database", "key": "url"}}
+    assert init["securityContext"] == container(job)["securityContext"]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_init_container_under_an_alias_takes_that_scope(tmp_path) -> None:
+    app = umbrella(tmp_path, alias="migrations", include_arg='(index .Subcharts "migrations")')
+    values = {"migrations": merged(EXISTING, {"image": {"tag": "9.9.9"}, "awaitHead": {"timeout": 30}})}
+    deployment, init, _ = init_container_and_job(app, values)
+    kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+    assert init["image"] == "ghcr.io/example/migrate-job:9.9.9"
+    assert init["args"][-1] == "30"
+
+
+def test_init_container_refuses_a_secret_that_helm_deletes_after_the_hook(tmp_path) -> None:
+    app = umbrella(tmp_path)
+    with pytest.raises(helm_python.HelmRenderError, match="use database.existingSecret"):
+        render(app, {"migrate-job": {"database": {"url": URL}}})
+    # In plain mode the chart-made Secret is an ordinary, lasting resource.
+    _, init, _ = init_container_and_job(app, {"migrate-job": {"database": {"url": URL}, "useHelmHooks": False}})
+    assert env_of(init)["DATABASE_URL"]["secretKeyRef"]["name"] == f"{RELEASE}-migrate-job-database"
+
+
+# ---------------------------------------------------------------- the chart README
+
+
+def documented_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every value path; objects the chart defines (additionalProperties: false) are walked into."""
+    paths = []
+    for key, sub in schema["properties"].items():
+        if key == "global":
+            continue
+        path = f"{prefix}{key}"
+        if sub.get("additionalProperties") is False and "properties" in sub:
+            paths.extend(documented_paths(sub, f"{path}."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def test_readme_documents_every_value(chart) -> None:
+    readme = (CHART_DIR / "README.md").read_text()
+    paths = documented_paths(chart.schema)
+    assert len(paths) > 40
+    missing = [path for path in paths if f"| `{path}` |" not in readme]
+    assert missing == []
+
+
+def test_every_default_value_is_in_the_schema(chart) -> None:
+    chart.validate_schema(merged(chart.values, EXISTING))
+    leaves = documented_paths(chart.schema)
+
+    def walk(values: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for key, value in values.items():
+            path = f"{prefix}{key}"
+            if path in leaves or not isinstance(value, dict):
+                out.append(path)
+            else:
+                out.extend(walk(value, f"{path}."))
+        return out
+
+    assert sorted(walk(chart.values)) == sorted(leaves)
