@@ -531,6 +531,14 @@ def test_readme_documents_every_value(chart) -> None:
     assert missing == []
 
 
+def test_readme_init_container_snippet_is_what_the_template_renders(tmp_path) -> None:
+    readme = (CHART_DIR / "README.md").read_text()
+    after_marker = readme.split("<!-- init-container-snippet:", 1)[1]
+    snippet = after_marker.split("```yaml\n", 1)[1].split("```", 1)[0]
+    _, init, _ = init_container_and_job(umbrella(tmp_path), {"migrate-job": EXISTING})
+    assert yaml.safe_load(snippet) == {"initContainers": [init]}
+
+
 def test_every_default_value_is_in_the_schema(chart) -> None:
     chart.validate_schema(merged(chart.values, EXISTING))
     leaves = documented_paths(chart.schema)

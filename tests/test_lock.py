@@ -1,0 +1,121 @@
+"""The migration lock, with real concurrent OS processes and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import psycopg2
+import pytest
+
+from migrator.locking import lock_key
+from tests.conftest import HEAD, REVISIONS, Database, finish, job_env, run_job, start_job
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_eight_runners_at_once_migrate_exactly_once(cluster, attempt: int) -> None:
+    db = Database(cluster, cluster.create_database())
+    runners = [start_job("upgrade", "head", env=job_env(db.url)) for _ in range(8)]
+    results = [finish(runner) for runner in runners]
+
+    assert [r.code for r in results] == [0] * 8, [r.stdout for r in results if r.code]
+    applied = [r.final["applied"] for r in results]
+    assert sorted(applied) == [0] * 7 + [4]
+    started = [e["revision"] for r in results for e in r.named("migration_started")]
+    assert sorted(started) == sorted(REVISIONS), "each revision applied exactly once"
+    for result in results:
+        if result.final["applied"] == 0:
+            assert result.one("nothing_to_do")["current"] == [HEAD]
+            assert result.named("plan") == []
+    waited = [r for r in results if r.named("lock_waiting")]
+    assert waited, "with eight runners at once, some must have waited for the lock"
+    for result in waited:
+        names = [e["event"] for e in result.events]
+        assert names.index("lock_waiting") < names.index("lock_acquired")
+    assert db.version() == [HEAD]
+    assert db.advisory_locks() == 0
+
+
+def test_lock_held_past_the_timeout_exits_4_and_names_the_holder(db: Database) -> None:
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SET application_name = 'someone-else'")
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
+    try:
+        result = run_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_TIMEOUT="1.5"))
+    finally:
+        holder.close()
+    assert result.code == 4
+    waiting = result.named("lock_waiting")[0]
+    assert waiting["holder"]["application_name"] == "someone-else"
+    assert waiting["holder"]["pid"] > 0
+    failed = result.final
+    assert failed["event"] == "failed" and failed["error"] == "LockTimeout"
+    assert "someone-else" in failed["message"]
+    assert 1.5 <= failed["duration_s"] < 6
+    assert db.version() == [], "nothing ran without the lock"
+
+
+def test_waiter_proceeds_when_the_holder_lets_go(db: Database) -> None:
+    holder = db.cluster.connect(db.name)
+    key = lock_key("alembic:alembic_version")
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (key,))
+    runner = start_job("upgrade", env=job_env(db.url))
+    try:
+        _wait_for_backend(db, "migrate-job@")
+    finally:
+        holder.cursor().execute("SELECT pg_advisory_unlock(%s)", (key,))
+        holder.close()
+    result = finish(runner)
+    assert result.code == 0
+    assert result.named("lock_waiting")
+    assert result.final["lock_wait_s"] > 0
+    assert db.version() == [HEAD]
+
+
+def test_lock_name_setting_changes_the_key(db: Database) -> None:
+    other = lock_key("alembic:alembic_version")
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (other,))
+    try:
+        result = run_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_NAME="tenant-7"))
+    finally:
+        holder.close()
+    assert result.code == 0
+    assert result.one("lock_acquired")["lock"] == "tenant-7"
+
+
+def test_lock_key_is_a_stable_signed_64_bit_hash() -> None:
+    digest = hashlib.sha256(b"alembic:alembic_version").digest()[:8]
+    assert lock_key("alembic:alembic_version") == int.from_bytes(digest, "big", signed=True)
+    assert -(2**63) <= lock_key("x") < 2**63
+    assert lock_key("a") != lock_key("b")
+
+
+def test_runner_identifies_itself_to_the_server(db: Database) -> None:
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
+    runner = start_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_TIMEOUT="20"))
+    try:
+        names = _wait_for_backend(db, "migrate-job@")
+        assert names and all(name.startswith("migrate-job@") for name in names)
+    finally:
+        holder.close()
+    assert finish(runner).code == 0
+
+
+def _wait_for_backend(db: Database, prefix: str) -> list[str]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            rows = db.query(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name LIKE %s",
+                db.name,
+                prefix + "%",
+            )
+        except psycopg2.Error:
+            rows = []
+        if rows:
+            return [row[0] for row in rows]
+        time.sleep(0.05)
+    raise AssertionError(f"no backend named {prefix}* appeared")
