@@ -147,7 +147,7 @@ def _report(log: Any, outcome: Outcome, started: float, error: BaseException | N
         return code
     fields.update(error=error.__class__.__name__, message=str(error))
     if isinstance(error, MigrateError):
-        fields.update(error.details)
+        fields.update({key: value for key, value in error.details.items() if key not in fields})
     elif isinstance(error, Interrupted):
         fields.update(interrupted=outcome.running)
     else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text

@@ -42,7 +42,18 @@ def _postgresql_engine(database: DatabaseURL, connect_timeout: float) -> Engine:
     if "application_name" not in database.url:
         connect_args["application_name"] = application_name()
     # One connection for the whole job: wait, lock and migrations share it, so no pool.
-    return create_engine(database.url, poolclass=NullPool, connect_args=connect_args)
+    engine = create_engine(database.url, poolclass=NullPool, connect_args=connect_args)
+
+    @event.listens_for(engine, "connect")
+    def _notice_dead_client(dbapi_connection: Any, _: Any) -> None:
+        # PostgreSQL 14+: if this runner is killed mid-statement, the backend checks the socket
+        # every few seconds, stops, rolls back and frees the lock, instead of running on.
+        if dbapi_connection.server_version >= 140000:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET client_connection_check_interval = '2s'")
+            dbapi_connection.commit()
+
+    return engine
 
 
 def _sqlite_engine(database: DatabaseURL) -> Engine:

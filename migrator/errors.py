@@ -38,7 +38,7 @@ class ExitCode(enum.IntEnum):
 class MigrateError(Exception):
     """Base of every failure the runner expects and reports; `details` go into the final event."""
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, /, **details: Any) -> None:
         super().__init__(message)
         self.details = details
 

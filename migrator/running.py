@@ -306,7 +306,9 @@ def _classify(error: Exception, running: dict[str, Any] | None) -> Exception:
         return MigrationFailed(
             f"revision {running['revision']} ({running['direction']}) failed and was rolled "
             f"back: {error.__class__.__name__}: {describe(error)}",
-            **running,
+            revision=running["revision"],
+            down_revision=running["down_revision"],
+            direction=running["direction"],
         )
     if isinstance(error, CommandError | AlembicRevisionError):
         return RevisionError(str(error))

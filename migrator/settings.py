@@ -160,7 +160,7 @@ def database_from(values: Mapping[str, str]) -> DatabaseURL | None:
 def _read_secret_file(path: str, name: str) -> str:
     try:
         content = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: undecodable, or a NUL in the path
         raise ConfigError(f"{name}: cannot read {path!r}: {error.__class__.__name__}") from None
     if not content:
         raise ConfigError(f"{name}: {path!r} is empty")
@@ -197,10 +197,16 @@ def parse_database_url(url: str) -> DatabaseURL:
     )
 
 
+# Shorter values are still masked inside URLs, but not in free text: masking every "pw" or "a"
+# in every message would make the log unreadable while protecting nothing guessable.
+MIN_SECRET_LENGTH = 4
+
+
 def _secret_forms(password: str | None) -> tuple[str, ...]:
     if not password:
         return ()
-    return tuple(sorted({password, unquote(password)}, key=len, reverse=True))
+    forms = {password, unquote(password)}
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
 def _without_password(parts: SplitResult) -> str:

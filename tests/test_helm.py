@@ -204,6 +204,11 @@ def test_plain_mode_secret_is_an_ordinary_resource_ordered_before_the_job_for_ar
 PLAIN = merged(EXISTING, {"useHelmHooks": False})
 
 
+def first_leaf(values: dict[str, Any]) -> str:
+    key, value = next(iter(values.items()))
+    return f"{key}.{first_leaf(value)}" if isinstance(value, dict) else key
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -218,7 +223,7 @@ PLAIN = merged(EXISTING, {"useHelmHooks": False})
         {"database": {"existingSecretKey": "uri"}},
         {"resources": {"limits": {"memory": "512Mi"}}},
     ],
-    ids=lambda change: ".".join(next(iter(change.items()))[0:1]),
+    ids=lambda change: first_leaf(change),
 )
 def test_plain_mode_name_changes_when_the_spec_changes(chart, change) -> None:
     assert job_name(chart, merged(PLAIN, change)) != job_name(chart, PLAIN)
@@ -409,7 +414,7 @@ def test_missing_credentials_are_refused_naming_both_choices(chart) -> None:
 
 
 def test_both_kinds_of_credentials_are_refused(chart) -> None:
-    with pytest.raises(helm_python.HelmValuesError, match="/database/existingSecret"):
+    with pytest.raises(helm_python.HelmRenderError, match="either database.existingSecret or database.url, not both"):
         render(chart, {"database": {"existingSecret": "app-database", "url": URL}})
 
 

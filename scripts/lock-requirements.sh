@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Regenerate requirements.lock: the image's runtime dependencies from pyproject.toml, pinned,
+# with the sha256 of every published file (the Dockerfile installs it with --require-hashes).
+#
+#   scripts/lock-requirements.sh                    keep current pins, add/drop what pyproject.toml changed
+#   scripts/lock-requirements.sh --upgrade          move every pin to its newest allowed release
+#   scripts/lock-requirements.sh --upgrade-package sqlalchemy
+#   scripts/lock-requirements.sh --check            exit 1 if requirements.lock does not match pyproject.toml
+#
+# --universal resolves once for every platform and Python >= requires-python, so one lock serves
+# the CI base (Debian bookworm, CPython 3.11), python:3.12-slim and arm64 alike; uv lists the hash
+# of every wheel and sdist of each pinned release. uv comes from a throwaway venv, at a pinned
+# version, so the output never depends on what happens to be installed on the machine.
+set -euo pipefail
+
+UV_VERSION=0.13.9
+root=$(cd "$(dirname "$0")/.." && pwd)
+lock="$root/requirements.lock"
+
+check=0
+args=()
+for arg in "$@"; do
+    if [[ $arg == --check ]]; then check=1; else args+=("$arg"); fi
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lock-requirements.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# Package downloads go through the machine's CA bundle where there is one (uv reads SSL_CERT_FILE).
+if [[ -z ${SSL_CERT_FILE:-} && -r /etc/ssl/certs/ca-certificates.crt ]]; then
+    export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+fi
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+
+out="$work/requirements.lock"
+# uv keeps the pins already in the output file unless told to upgrade: start from the current lock.
+[[ -f $lock ]] && cp "$lock" "$out"
+
+cd "$root"
+"$work/venv/bin/uv" pip compile pyproject.toml \
+    --universal \
+    --python-version 3.11 \
+    --generate-hashes \
+    --no-annotate \
+    --custom-compile-command "scripts/lock-requirements.sh" \
+    --quiet \
+    --output-file "$out" \
+    ${args[@]+"${args[@]}"}
+
+if ((check)); then
+    if ! diff -u "$lock" "$out"; then
+        echo "requirements.lock is out of date: run scripts/lock-requirements.sh" >&2
+        exit 1
+    fi
+    echo "requirements.lock matches pyproject.toml"
+else
+    cp "$out" "$lock"
+    echo "wrote $lock: $(grep -c '^[a-z]' "$lock") packages"
+fi

@@ -1,0 +1,51 @@
+"""await-head: the application pod's gate. Polls, never migrates, never takes the lock."""
+
+from __future__ import annotations
+
+import time
+
+from migrator.locking import lock_key
+from tests.conftest import HEAD, Database, finish, job_env, run_job, start_job
+from tests.pgcluster import free_port
+
+
+def test_at_head_exits_0_even_while_a_migration_holds_the_lock(db: Database) -> None:
+    assert run_job("upgrade", env=job_env(db.url)).code == 0
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
+    try:
+        result = run_job("await-head", env=job_env(db.url), timeout=20)
+    finally:
+        holder.close()
+    assert result.code == 0
+    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert not [e for e in result.events if e["event"].startswith("lock_")]
+
+
+def test_waits_for_a_migration_to_finish(db: Database) -> None:
+    gate = start_job("await-head", "--timeout", "30", env=job_env(db.url))
+    time.sleep(1.5)
+    assert gate.poll() is None, "must keep waiting while the database is empty"
+    assert run_job("upgrade", env=job_env(db.url)).code == 0
+    result = finish(gate)
+    assert result.code == 0
+    assert result.one("awaiting_head")["current"] == []
+    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert db.version() == [HEAD]
+
+
+def test_not_at_head_by_the_timeout_exits_7_and_migrates_nothing(db: Database) -> None:
+    started = time.monotonic()
+    result = run_job("await-head", env=job_env(db.url, MIGRATE_AWAIT_TIMEOUT="2"))
+    assert result.code == 7
+    assert 2 <= time.monotonic() - started < 6
+    assert result.final["error"] == "NotUpToDate"
+    assert result.final["heads"] == [HEAD]
+    assert db.tables() == set()
+
+
+def test_database_never_reachable_exits_3() -> None:
+    url = f"postgresql://u:pw@127.0.0.1:{free_port()}/db"
+    result = run_job("await-head", "--timeout", "2", env=job_env(url))
+    assert result.code == 3
+    assert result.final["error"] == "DatabaseUnavailable"
