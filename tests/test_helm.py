@@ -12,6 +12,7 @@ import base64
 import copy
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ URL = "postgresql://app:Hunter2-Very-Secret@db.example.internal:5432/app"
 
 
 @pytest.fixture(scope="module")
-def chart() -> helm_python.Chart:
+def chart() -> Iterator[helm_python.Chart]:
     loaded = helm_python.Chart.load(CHART_DIR)
     yield loaded
     loaded.close()
@@ -56,11 +57,15 @@ def merged(*layers: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def render_files(chart: helm_python.Chart, values: dict[str, Any], **options: Any) -> dict[str, str]:
+def render_files(
+    chart: helm_python.Chart, values: dict[str, Any], **options: Any
+) -> dict[str, str]:
     return chart.render(values, name=RELEASE, namespace=NAMESPACE, **options)
 
 
-def render(chart: helm_python.Chart, values: dict[str, Any], **options: Any) -> list[dict[str, Any]]:
+def render(
+    chart: helm_python.Chart, values: dict[str, Any], **options: Any
+) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path, text in render_files(chart, values, **options).items():
         if not path.endswith("NOTES.txt"):
@@ -154,25 +159,28 @@ def test_existing_secret_is_referenced_and_no_secret_is_made(chart) -> None:
 def test_chart_made_secret_is_a_hook_with_a_lower_weight(chart, weight) -> None:
     docs = render(chart, {"database": {"url": URL}, "hook": {"weight": weight}})
     job, secret = only(docs, "Job"), only(docs, "Secret")
-    job_annotations, secret_annotations = job["metadata"]["annotations"], secret["metadata"]["annotations"]
-    assert secret_annotations["helm.sh/hook"] == job_annotations["helm.sh/hook"]
-    assert int(secret_annotations["helm.sh/hook-weight"]) < int(job_annotations["helm.sh/hook-weight"])
-    assert int(job_annotations["helm.sh/hook-weight"]) == weight
-    assert secret_annotations["helm.sh/hook-delete-policy"] == job_annotations["helm.sh/hook-delete-policy"]
+    on_job, on_secret = job["metadata"]["annotations"], secret["metadata"]["annotations"]
+    assert on_secret["helm.sh/hook"] == on_job["helm.sh/hook"]
+    assert int(on_secret["helm.sh/hook-weight"]) < int(on_job["helm.sh/hook-weight"])
+    assert int(on_job["helm.sh/hook-weight"]) == weight
+    assert on_secret["helm.sh/hook-delete-policy"] == on_job["helm.sh/hook-delete-policy"]
     assert base64.b64decode(secret["data"]["url"]).decode() == URL
     ref = env_of(container(job))["DATABASE_URL"]["secretKeyRef"]
     assert ref == {"name": secret["metadata"]["name"], "key": "url"}
 
 
 def test_argo_cd_hook_annotations_are_mirrored_onto_the_secret(chart) -> None:
-    """Argo CD ignores every Helm hook once one Argo CD hook is present, so the Secret needs its own."""
-    docs = render(chart, {
-        "database": {"url": URL},
-        "jobAnnotations": {
-            "argocd.argoproj.io/hook": "PreSync",
-            "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+    """Argo CD ignores all Helm hooks once any Argo CD hook is present: the Secret needs its own."""
+    docs = render(
+        chart,
+        {
+            "database": {"url": URL},
+            "jobAnnotations": {
+                "argocd.argoproj.io/hook": "PreSync",
+                "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+            },
         },
-    })
+    )
     job, secret = only(docs, "Job"), only(docs, "Secret")
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
     annotations = secret["metadata"]["annotations"]
@@ -192,7 +200,9 @@ def test_plain_mode_is_an_ordinary_job_with_a_hashed_name_and_a_ttl(chart) -> No
     assert job["spec"]["ttlSecondsAfterFinished"] == 86400
 
 
-def test_plain_mode_secret_is_an_ordinary_resource_ordered_before_the_job_for_argo_cd(chart) -> None:
+def test_plain_mode_secret_is_an_ordinary_resource_ordered_before_the_job_for_argo_cd(
+    chart,
+) -> None:
     docs = render(chart, VALUE_SETS["plain"])
     job, secret = only(docs, "Job"), only(docs, "Secret")
     assert "ttlSecondsAfterFinished" not in job["spec"]
@@ -223,7 +233,7 @@ def first_leaf(values: dict[str, Any]) -> str:
         {"database": {"existingSecretKey": "uri"}},
         {"resources": {"limits": {"memory": "512Mi"}}},
     ],
-    ids=lambda change: first_leaf(change),
+    ids=first_leaf,
 )
 def test_plain_mode_name_changes_when_the_spec_changes(chart, change) -> None:
     assert job_name(chart, merged(PLAIN, change)) != job_name(chart, PLAIN)
@@ -237,12 +247,16 @@ def test_plain_mode_name_is_stable_when_the_spec_is_not_changed(chart) -> None:
     assert later["metadata"]["name"] == first
     assert job_name(chart, merged(PLAIN, {"jobAnnotations": {"note": "x"}})) == first
     with_url = {"useHelmHooks": False, "database": {"url": URL}}
-    assert job_name(chart, with_url) == job_name(chart, merged(with_url, {"database": {"url": URL + "2"}}))
+    assert job_name(chart, with_url) == job_name(
+        chart, merged(with_url, {"database": {"url": URL + "2"}})
+    )
 
 
 def test_plain_mode_name_fits_a_label_value_for_a_long_release_name(chart) -> None:
     files = chart.render(PLAIN, name="r" * 53, namespace=NAMESPACE)
-    job = only([doc for doc in yaml.safe_load_all(files["migrate-job/templates/job.yaml"]) if doc], "Job")
+    job = only(
+        [doc for doc in yaml.safe_load_all(files["migrate-job/templates/job.yaml"]) if doc], "Job"
+    )
     assert len(job["metadata"]["name"]) <= 63
     assert re.fullmatch(r"r+-[0-9a-f]{10}", job["metadata"]["name"])
 
@@ -250,9 +264,10 @@ def test_plain_mode_name_fits_a_label_value_for_a_long_release_name(chart) -> No
 # ---------------------------------------------------------------- secrets stay secret
 
 
-def passwords_in(values: dict[str, Any]) -> list[str]:
-    url = values.get("database", {}).get("url", "")
-    return [urlsplit(url).password] if url and urlsplit(url).password else []
+def password_in(values: dict[str, Any]) -> str:
+    password = urlsplit(values["database"]["url"]).password
+    assert password, "these value sets must carry a password"
+    return password
 
 
 @pytest.mark.parametrize(
@@ -261,7 +276,7 @@ def passwords_in(values: dict[str, Any]) -> list[str]:
     ids=["url-secret", "plain", "url-as-file"],
 )
 def test_no_password_outside_the_secret(chart, values) -> None:
-    (password,) = passwords_in(values)
+    password = password_in(values)
     files = render_files(chart, values)
     for path, text in files.items():
         docs = [doc for doc in yaml.safe_load_all(text) if doc] if path.endswith(".yaml") else []
@@ -325,13 +340,28 @@ def test_sidecar_injection_can_be_left_to_the_mesh(chart) -> None:
     assert "annotations" not in metadata
 
 
+def test_user_labels_replace_chart_labels_instead_of_repeating_the_key(chart) -> None:
+    values = merged(EXISTING, {"podLabels": {"app.kubernetes.io/component": "db-migration"}})
+    text = render_files(chart, values)["migrate-job/templates/job.yaml"]
+    assert text.count("app.kubernetes.io/component:") == 2  # once on the Job, once on the pod
+    job = only(render(chart, values), "Job")
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == (
+        "db-migration"
+    )
+
+
 def test_active_deadline_defaults_to_the_timeouts_plus_a_margin(chart) -> None:
-    job = only(render(chart, merged(EXISTING, {"runner": {"waitTimeout": 100, "lockTimeout": 1000}})), "Job")
+    job = only(
+        render(chart, merged(EXISTING, {"runner": {"waitTimeout": 100, "lockTimeout": 1000}})),
+        "Job",
+    )
     assert job["spec"]["activeDeadlineSeconds"] == 100 + 1000 + 600
 
 
 def test_active_deadline_below_the_timeouts_is_refused(chart) -> None:
-    with pytest.raises(helm_python.HelmRenderError, match=r"activeDeadlineSeconds \(300\) must be larger"):
+    with pytest.raises(
+        helm_python.HelmRenderError, match=r"activeDeadlineSeconds \(300\) must be larger"
+    ):
         render(chart, merged(EXISTING, {"activeDeadlineSeconds": 300}))
 
 
@@ -355,7 +385,9 @@ def test_runner_settings_become_environment_variables(chart) -> None:
 
 
 def test_large_numbers_are_not_printed_in_exponent_form(chart) -> None:
-    values = merged(EXISTING, {"runner": {"lockTimeout": 1000000}, "activeDeadlineSeconds": 2000000})
+    values = merged(
+        EXISTING, {"runner": {"lockTimeout": 1000000}, "activeDeadlineSeconds": 2000000}
+    )
     job = only(render(chart, values), "Job")
     assert env_of(container(job))["MIGRATE_LOCK_TIMEOUT"] == "1000000"
     assert job["spec"]["activeDeadlineSeconds"] == 2000000
@@ -414,7 +446,10 @@ def test_missing_credentials_are_refused_naming_both_choices(chart) -> None:
 
 
 def test_both_kinds_of_credentials_are_refused(chart) -> None:
-    with pytest.raises(helm_python.HelmRenderError, match="either database.existingSecret or database.url, not both"):
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=re.escape("either database.existingSecret or database.url, not both"),
+    ):
         render(chart, {"database": {"existingSecret": "app-database", "url": URL}})
 
 
@@ -466,14 +501,20 @@ def umbrella(tmp_path: Path, alias: str | None = None, include_arg: str = ".") -
     (root / "templates").mkdir(parents=True)
     shutil.copytree(CHART_DIR, root / "charts" / "migrate-job", ignore=shutil.ignore_patterns("ci"))
     dependency = {"name": "migrate-job", "version": "0.1.0"} | ({"alias": alias} if alias else {})
-    (root / "Chart.yaml").write_text(yaml.safe_dump(
-        {"apiVersion": "v2", "name": "app", "version": "1.0.0", "dependencies": [dependency]}
-    ))
-    (root / "templates" / "deployment.yaml").write_text(DEPLOYMENT.replace("INCLUDE_ARG", include_arg))
+    (root / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {"apiVersion": "v2", "name": "app", "version": "1.0.0", "dependencies": [dependency]}
+        )
+    )
+    (root / "templates" / "deployment.yaml").write_text(
+        DEPLOYMENT.replace("INCLUDE_ARG", include_arg)
+    )
     return helm_python.Chart.load(root)
 
 
-def init_container_and_job(app: helm_python.Chart, values: dict[str, Any]) -> tuple[dict, dict, dict]:
+def init_container_and_job(
+    app: helm_python.Chart, values: dict[str, Any]
+) -> tuple[dict, dict, dict]:
     docs = render(app, values)
     deployment, job = only(docs, "Deployment"), only(docs, "Job")
     (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
@@ -495,7 +536,9 @@ def test_init_container_template_renders_a_valid_container(tmp_path, kube_versio
 
 def test_init_container_under_an_alias_takes_that_scope(tmp_path) -> None:
     app = umbrella(tmp_path, alias="migrations", include_arg='(index .Subcharts "migrations")')
-    values = {"migrations": merged(EXISTING, {"image": {"tag": "9.9.9"}, "awaitHead": {"timeout": 30}})}
+    values = {
+        "migrations": merged(EXISTING, {"image": {"tag": "9.9.9"}, "awaitHead": {"timeout": 30}})
+    }
     deployment, init, _ = init_container_and_job(app, values)
     kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
     assert init["image"] == "ghcr.io/example/migrate-job:9.9.9"
@@ -504,10 +547,12 @@ def test_init_container_under_an_alias_takes_that_scope(tmp_path) -> None:
 
 def test_init_container_refuses_a_secret_that_helm_deletes_after_the_hook(tmp_path) -> None:
     app = umbrella(tmp_path)
-    with pytest.raises(helm_python.HelmRenderError, match="use database.existingSecret"):
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape("use database.existingSecret")):
         render(app, {"migrate-job": {"database": {"url": URL}}})
     # In plain mode the chart-made Secret is an ordinary, lasting resource.
-    _, init, _ = init_container_and_job(app, {"migrate-job": {"database": {"url": URL}, "useHelmHooks": False}})
+    _, init, _ = init_container_and_job(
+        app, {"migrate-job": {"database": {"url": URL}, "useHelmHooks": False}}
+    )
     assert env_of(init)["DATABASE_URL"]["secretKeyRef"]["name"] == f"{RELEASE}-migrate-job-database"
 
 

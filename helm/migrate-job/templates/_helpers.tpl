@@ -210,16 +210,17 @@ rules:
 {{- end }}
 {{- end }}
 
+{{/* One map, so that a user label may replace a chart label instead of repeating its key. */}}
+{{- define "migrate-job.jobLabels" -}}
+{{- toYaml (mergeOverwrite (include "migrate-job.labels" . | fromYaml) (.Values.jobLabels | default dict)) }}
+{{- end }}
+
 {{- define "migrate-job.podLabels" -}}
-{{- $l := dict }}
+{{- $l := include "migrate-job.labels" . | fromYaml }}
 {{- if .Values.disableSidecarInjection }}
 {{- $_ := set $l "sidecar.istio.io/inject" "false" }}
 {{- end }}
-{{- $l = mergeOverwrite $l (.Values.podLabels | default dict) }}
-{{- include "migrate-job.labels" . }}
-{{- with $l }}
-{{ toYaml . }}
-{{- end }}
+{{- toYaml (mergeOverwrite $l (.Values.podLabels | default dict)) }}
 {{- end }}
 
 {{- define "migrate-job.podAnnotations" -}}
