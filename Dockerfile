@@ -36,7 +36,8 @@ COPY migrations/ /app/migrations/
 # replaces a migration or a model (a stale pyc would otherwise win), and nothing is written at
 # run time. Here would go a precomputed file of the script directory's heads (not written yet: the
 # runner must work when it is absent or stale).
-RUN python3 -m compileall -q -j 0 --invalidation-mode checked-hash /app
+RUN python3 -m compileall -q -j 0 --invalidation-mode checked-hash \
+        /app/migrator /app/models /app/migrations
 
 
 FROM ${BASE_IMAGE}
@@ -67,8 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /app
 USER 10001:10001
-# A one-shot job: there is nothing to probe while it runs; its exit code is the verdict.
-HEALTHCHECK NONE
+# No HEALTHCHECK: a one-shot job has nothing to probe while it runs; its exit code is the verdict.
 STOPSIGNAL SIGTERM
 # Exec form, no shell in between: the runner is PID 1 and handles SIGTERM itself (exit 143).
 ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]

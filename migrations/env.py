@@ -8,6 +8,7 @@ logging.config.fileConfig: that would disable the runner's loggers.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from alembic import context
@@ -20,6 +21,10 @@ from models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+if not logging.getLogger().handlers:
+    # The plain `alembic` CLI: show its progress as fileConfig would, without disabling loggers.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-5.5s [%(name)s] %(message)s")
 
 
 def database_url() -> str:

@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, text
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_before_delay
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_after_delay
 from tenacity import wait_random_exponential as jittered
 
 from migrator.errors import LockTimeout
-from migrator.waiting import describe
+from migrator.waiting import describe, until
 
 # Capped at half a second so that a freed lock is picked up quickly.
 POLL = jittered(multiplier=0.02, max=0.5, min=0.01)
@@ -171,8 +171,8 @@ def _acquire(
             )
 
     retrying = Retrying(
-        stop=stop_before_delay(timeout),
-        wait=POLL,
+        stop=stop_after_delay(timeout),
+        wait=until(timeout, POLL),
         retry=retry_if_result(lambda acquired: not acquired),
         before_sleep=report_holder,
     )

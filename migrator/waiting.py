@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -13,9 +14,10 @@ from tenacity import (
     RetryError,
     Retrying,
     retry_if_exception,
-    stop_before_delay,
+    stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.wait import wait_base
 
 from migrator.errors import DatabaseRejected, DatabaseUnavailable
 
@@ -33,6 +35,19 @@ _PERMANENT = re.compile(
 # Full-jitter exponential backoff (many pods must not retry in step), capped at one second so
 # that a database coming up is noticed quickly.
 BACKOFF = wait_random_exponential(multiplier=0.1, max=1.0, min=0.05)
+
+
+def until(timeout: float, wait: wait_base) -> Callable[[RetryCallState], float]:
+    """`wait`, shortened so that the last attempt falls right on the deadline.
+
+    With stop_after_delay this gives "keep trying for exactly `timeout`": never giving up early
+    (stop_before_delay would) and never sleeping far past the deadline.
+    """
+
+    def capped(state: RetryCallState) -> float:
+        return max(0.0, min(wait(state), timeout - (state.seconds_since_start or 0.0)))
+
+    return capped
 
 
 def describe(error: BaseException) -> str:
@@ -63,8 +78,8 @@ def wait_for_database(
         )
 
     retrying = Retrying(
-        stop=stop_before_delay(timeout),
-        wait=BACKOFF,
+        stop=stop_after_delay(timeout),
+        wait=until(timeout, BACKOFF),
         retry=retry_if_exception(heals),
         before_sleep=report_attempt,
     )

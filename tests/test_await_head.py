@@ -29,7 +29,7 @@ def test_waits_for_a_migration_to_finish(db: Database) -> None:
     assert run_job("upgrade", env=job_env(db.url)).code == 0
     result = finish(gate)
     assert result.code == 0
-    assert result.one("awaiting_head")["current"] == []
+    assert result.named("awaiting_head")[0]["current"] == []
     assert result.one("up_to_date")["revisions"] == [HEAD]
     assert db.version() == [HEAD]
 

@@ -33,8 +33,9 @@ def test_database_never_up_exits_3_within_the_timeout() -> None:
     assert result.code == 3
     assert result.final["error"] == "DatabaseUnavailable"
     assert "MIGRATE_WAIT_TIMEOUT=3" in result.final["message"]
-    # it gives up when the next attempt would start past the deadline, so at most 1 s early
-    assert 3 - 1.1 <= elapsed < 3 + 2.5, elapsed
+    # Inside the job: keeps trying for the whole timeout, and stops right after it.
+    assert 3 <= result.final["duration_s"] < 3 + 1.5, result.final
+    assert elapsed < 3 + 10, "process start-up under a loaded machine is the only slack"
     assert len(result.named("database_unavailable")) >= 3
 
 
