@@ -513,10 +513,10 @@ compose_up() {
 
 compose_run() {
     local code=0
-    compose run --rm migrate >"$log/compose-run.out" 2>"$log/compose-run.err" || code=$?
+    # The db first, so that stdout is the job's alone (run without --no-deps prints the db's name).
+    compose up -d db >"$log/compose-db" 2>&1 || { cat "$log/compose-db" >&2; return 1; }
+    compose run --rm --no-deps migrate >"$log/compose-run.out" 2>"$log/compose-run.err" || code=$?
     [[ $code == 0 ]] || { say "compose run: exit code $code"; cat "$log/compose-run.err" >&2; return 1; }
-    # podman-compose itself may talk on stderr; the job's stdout must still be JSON lines.
-    : >"$log/compose-run.err"
     json_lines compose-run 'last["event"] == "finished" and last["applied"] == 0'
 }
 

@@ -94,6 +94,27 @@ def start_job(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
     )
 
 
+class Running:
+    """A job started in the background, whose events can be awaited one by one."""
+
+    def __init__(self, *args: str, env: Mapping[str, str]) -> None:
+        self.process = start_job(*args, env=env)
+        self.seen: list[str] = []
+
+    def wait_for(self, event: str) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # blocks; the job's own deadlines bound it
+            self.seen.append(line)
+            if json.loads(line)["event"] == event:
+                return json.loads(line)
+        raise AssertionError(f"the job ended without {event!r}: {''.join(self.seen)}")
+
+    def finish(self, timeout: float = 60) -> Result:
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        stdout = "".join(self.seen) + stdout
+        return Result(self.process.returncode, stdout, stderr, parse_events(stdout))
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Result:
     stdout, stderr = process.communicate(timeout=timeout)
     return Result(process.returncode, stdout, stderr, parse_events(stdout))

@@ -1,4 +1,4 @@
-"""Every bad input: exit 2, one `failed` event that says what was wrong, no traceback, nothing run."""
+"""Every bad input: exit 2, one `failed` event saying what was wrong, no traceback, nothing run."""
 
 from __future__ import annotations
 

@@ -6,7 +6,17 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import HEAD, Database, add_revision, finish, job_env, run_job, start_job
+from migrator.locking import lock_key
+from tests.conftest import (
+    HEAD,
+    Database,
+    Running,
+    add_revision,
+    finish,
+    job_env,
+    run_job,
+    start_job,
+)
 
 SLOW = "bbbb00000001"
 
@@ -72,7 +82,8 @@ def test_killed_runner_frees_the_lock_and_a_rerun_completes(db: Database, projec
 
 def test_sigterm_while_waiting_for_the_database_exits_143() -> None:
     runner = start_job(
-        "upgrade", env=job_env("postgresql://u:pw-for-nothing@127.0.0.1:1/db", MIGRATE_WAIT_TIMEOUT="60")
+        "upgrade",
+        env=job_env("postgresql://u:pw-for-nothing@127.0.0.1:1/db", MIGRATE_WAIT_TIMEOUT="60"),
     )
     time.sleep(1.5)
     sent = time.monotonic()
@@ -84,27 +95,18 @@ def test_sigterm_while_waiting_for_the_database_exits_143() -> None:
 
 
 def test_sigint_while_waiting_for_the_lock_exits_130_and_runs_nothing(db: Database) -> None:
-    from migrator.locking import lock_key
-
     holder = db.cluster.connect(db.name)
     holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
     try:
-        runner = start_job("upgrade", env=job_env(db.url))
-        _wait_until(lambda: db.advisory_locks() >= 1 and _waiting(db))
-        runner.send_signal(signal.SIGINT)
-        result = finish(runner, timeout=10)
+        runner = Running("upgrade", env=job_env(db.url))
+        runner.wait_for("lock_waiting")
+        runner.process.send_signal(signal.SIGINT)
+        result = runner.finish(timeout=10)
     finally:
         holder.close()
     assert result.code == 130
     assert result.final["error"] == "Interrupted"
     assert db.version() == []
-
-
-def _waiting(db: Database) -> bool:
-    return bool(db.query(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
-        db.name, "migrate-job@%",
-    ))  # fmt: skip
 
 
 def _wait_until(predicate, timeout: float = 20) -> None:

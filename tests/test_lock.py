@@ -9,7 +9,16 @@ import psycopg2
 import pytest
 
 from migrator.locking import lock_key
-from tests.conftest import HEAD, REVISIONS, Database, finish, job_env, run_job, start_job
+from tests.conftest import (
+    HEAD,
+    REVISIONS,
+    Database,
+    Running,
+    finish,
+    job_env,
+    run_job,
+    start_job,
+)
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -59,13 +68,13 @@ def test_waiter_proceeds_when_the_holder_lets_go(db: Database) -> None:
     holder = db.cluster.connect(db.name)
     key = lock_key("alembic:alembic_version")
     holder.cursor().execute("SELECT pg_advisory_lock(%s)", (key,))
-    runner = start_job("upgrade", env=job_env(db.url))
+    runner = Running("upgrade", env=job_env(db.url))
     try:
-        _wait_for_backend(db, "migrate-job@")
+        runner.wait_for("lock_waiting")
     finally:
         holder.cursor().execute("SELECT pg_advisory_unlock(%s)", (key,))
         holder.close()
-    result = finish(runner)
+    result = runner.finish()
     assert result.code == 0
     assert result.named("lock_waiting")
     assert result.final["lock_wait_s"] > 0

@@ -40,7 +40,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 30
 
 
 def _tool_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "POETRY", "UV_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "POETRY", "UV_"))
+    }
     env.update(DATABASE_URL=database_url, **extra)
     return env
 
@@ -80,7 +82,8 @@ def test_poetry_2_runs_the_brief_verbatim(tmp_path: Path, db: Database) -> None:
     _run([poetry, "check"], project, env)
     # This machine's package mirror serves PyPI's simple index but not its JSON API, which
     # Poetry's built-in PyPI source uses; against pypi.org itself this line is not needed.
-    _run([poetry, "source", "add", "--priority=primary", "simple", "https://pypi.org/simple/"], project, env)  # fmt: skip
+    simple_index = ["source", "add", "--priority=primary", "simple", "https://pypi.org/simple/"]
+    _run([poetry, *simple_index], project, env)
     _run([poetry, "install", "--no-interaction"], project, env)
     _assert_brief_workflow(lambda *a: _run([poetry, "run", *a], project, env), db, project)
 
