@@ -7,16 +7,22 @@ import os
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from migrator import __version__, interrupts
 from migrator.commands import COMMANDS, Job, Request
-from migrator.errors import ExitCode, Interrupted, MigrateError, UsageError, exit_code_for
+from migrator.errors import Interrupted, MigrateError, UsageError
 from migrator.logs import configure_logging, get_logger
+from migrator.report import report
 from migrator.running import Outcome
-from migrator.settings import OPTIONS, Settings, load_settings, parse_database_url
+from migrator.settings import (
+    OPTIONS,
+    Settings,
+    load_settings,
+    parse_database_url,
+    termination_log,
+)
 
 _COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": "await-head"}
 
@@ -95,10 +101,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         request, settings = parse(sys.argv[1:] if argv is None else argv, environ)
     except UsageError as error:
-        configure_logging(secrets=_secrets_in(environ))
+        secrets = _secrets_in(environ)
+        configure_logging(secrets=secrets)
         words = sys.argv[1:] if argv is None else argv
         outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
-        return _report(get_logger("migrator"), outcome, started, error)
+        log = get_logger("migrator")
+        path = termination_log(environ)
+        return report(log, outcome, started, error, termination_log=path, secrets=secrets)
 
     # --sql writes the SQL script to stdout, so the log moves to stderr there.
     configure_logging(
@@ -126,34 +135,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         COMMANDS[request.command](job)
     except (Exception, Interrupted) as error:
-        return _report(log, outcome, started, error)
-    return _report(log, outcome, started, None)
-
-
-def _report(log: Any, outcome: Outcome, started: float, error: BaseException | None) -> int:
-    """The final event: `finished` or `failed`, with everything an operator needs."""
-    code = ExitCode.OK if error is None else exit_code_for(error)
-    fields: dict[str, Any] = {
-        "command": outcome.command,
-        "exit_code": int(code),
-        "revisions_before": outcome.revisions_before,
-        "revisions_after": outcome.revisions_after,
-        "applied": outcome.applied,
-        "lock_wait_s": outcome.lock_wait_s,
-        "duration_s": round(time.monotonic() - started, 3),
-    }
-    if error is None:
-        log.info("finished", **fields)
-        return code
-    fields.update(error=error.__class__.__name__, message=str(error))
-    if isinstance(error, MigrateError):
-        fields.update({key: value for key, value in error.details.items() if key not in fields})
-    elif isinstance(error, Interrupted):
-        fields.update(interrupted=outcome.running)
-    else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
-        fields.update(traceback=traceback.format_exception(error))
-    log.error("failed", **fields)
-    return code
+        failure: BaseException | None = error
+    else:
+        failure = None
+    return report(
+        log,
+        outcome,
+        started,
+        failure,
+        termination_log=settings.termination_log,
+        secrets=settings.secrets,
+    )
 
 
 def _secrets_in(environ: Mapping[str, str]) -> tuple[str, ...]:

@@ -13,13 +13,21 @@ from functools import cached_property
 import structlog
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
-from migrator import running
+from migrator import interrupts, running
 from migrator.database import build_engine
-from migrator.errors import NotUpToDate, UsageError
+from migrator.errors import DDLTimeout, NotUpToDate, UsageError
 from migrator.locking import migration_lock
 from migrator.running import Outcome, Project, Steps
 from migrator.settings import Settings
+from migrator.timeouts import Limits
 from migrator.waiting import describe, wait_for_database
 
 
@@ -59,8 +67,12 @@ def connected(job: Job, timeout: float | None = None) -> Iterator[Connection]:
     engine = build_engine(job.settings)
     wait = job.settings.wait_timeout if timeout is None else timeout
     connection = wait_for_database(engine, wait, job.log)
+    driver = connection.connection.dbapi_connection
+    # psycopg2 cancels the running statement; sqlite3 interrupts it. Both are thread-safe.
+    cancel = getattr(driver, "cancel", None) or driver.interrupt  # type: ignore[union-attr]
     try:
-        yield connection
+        with interrupts.cancelling(cancel):
+            yield connection
     finally:
         connection.close()
         engine.dispose()
@@ -74,12 +86,50 @@ def _mutate(job: Job, steps_to: Callable[[str], Steps]) -> None:
         start, _, destination = target.rpartition(":")
         running.migrate_offline(job.project, steps_to(destination), start, sys.stdout)
         return
+    limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
     with (
         connected(job) as connection,
         migration_lock(connection, job.lock_name, job.settings.lock_timeout, job.log) as waited,
     ):
         job.outcome.lock_wait_s = waited
-        running.migrate(job.project, connection, steps_to(target), job.log, job.outcome)
+        for attempt in _ddl_retries(job):
+            with attempt:
+                running.migrate(
+                    job.project,
+                    connection,
+                    steps_to(target),
+                    limits=limits,
+                    log=job.log,
+                    outcome=job.outcome,
+                )
+
+
+def _ddl_retries(job: Job) -> Retrying:
+    """A revision that hit lock_timeout is rolled back; wait a little and re-plan, a few times.
+
+    The application transaction that held the table is usually short; backing off with jitter
+    lets it finish instead of queueing our ALTER (and all traffic behind it) in front of it.
+    """
+
+    def report(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        job.log.warning(
+            "ddl_lock_timeout",
+            attempt=state.attempt_number,
+            retries=job.settings.ddl_retries,
+            revision=getattr(error, "details", {}).get("revision"),
+            retry_in_s=round(state.upcoming_sleep, 3),
+        )
+
+    return Retrying(
+        retry=retry_if_exception(
+            lambda error: isinstance(error, DDLTimeout) and error.details["kind"] == "lock_timeout"
+        ),
+        stop=stop_after_attempt(job.settings.ddl_retries + 1),
+        wait=wait_random_exponential(multiplier=0.5, max=10),
+        before_sleep=report,
+        reraise=True,
+    )
 
 
 def upgrade(job: Job) -> None:

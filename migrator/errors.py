@@ -8,6 +8,7 @@
     ├── DatabaseUnavailable           3  not reachable before the wait timeout
     ├── LockTimeout                   4  another runner held the lock past the lock timeout
     ├── MigrationFailed               5  a revision raised; its transaction was rolled back
+    ├── DDLTimeout                    6  lock_timeout / statement_timeout fired (retries exhausted)
     └── NotUpToDate                   7  `check` found differences, `await-head` timed out
     Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
 
@@ -71,6 +72,10 @@ class MigrationFailed(MigrateError):
     """A revision failed; its transaction was rolled back."""
 
 
+class DDLTimeout(MigrateError):
+    """A revision's statement hit lock_timeout or statement_timeout; it was rolled back."""
+
+
 class NotUpToDate(MigrateError):
     """The database is not at the state the models or scripts describe."""
 
@@ -89,6 +94,7 @@ EXIT_CODES: dict[type[BaseException], ExitCode] = {
     DatabaseUnavailable: ExitCode.UNAVAILABLE,
     LockTimeout: ExitCode.LOCK_TIMEOUT,
     MigrationFailed: ExitCode.MIGRATION_FAILED,
+    DDLTimeout: ExitCode.DDL_TIMEOUT,
     NotUpToDate: ExitCode.NOT_UP_TO_DATE,
 }
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from migrator.errors import ConfigError
 
@@ -40,12 +41,17 @@ class Option:
 OPTIONS = (
     Option("DATABASE_URL", "--database-url", "SQLAlchemy URL of the database"),
     Option("DATABASE_URL_FILE", "--database-url-file", "file holding the database URL"),
+    Option("DATABASE_PASSWORD_FILE", "--database-password-file", "file holding the password"),
     Option("ALEMBIC_CONFIG", "--alembic-config", "path to alembic.ini"),
     Option("MIGRATE_WAIT_TIMEOUT", "--wait-timeout", "seconds to wait for the database", "60"),
     Option("MIGRATE_CONNECT_TIMEOUT", "--connect-timeout", "seconds per connection attempt", "5"),
     Option("MIGRATE_LOCK_TIMEOUT", "--lock-timeout", "seconds to wait for the lock", "300"),
     Option("MIGRATE_LOCK_NAME", "--lock-name", "name hashed into the advisory lock key"),
     Option("MIGRATE_AWAIT_TIMEOUT", "--timeout", "seconds await-head waits for head", "300"),
+    Option("MIGRATE_DDL_LOCK_TIMEOUT", "--ddl-lock-timeout", "seconds DDL waits for a table", "5"),
+    Option("MIGRATE_STATEMENT_TIMEOUT", "--statement-timeout", "seconds a statement may run", "0"),
+    Option("MIGRATE_DDL_RETRIES", "--ddl-retries", "retries after a DDL lock timeout", "3"),
+    Option("MIGRATE_TERMINATION_LOG", "--termination-log", "file for a one-line summary, or off"),
     Option("MIGRATE_LOG_FORMAT", "--log-format", "json, console or auto", "auto"),
     Option("MIGRATE_LOG_LEVEL", "--log-level", "debug, info, warning or error", "info"),
 )
@@ -73,6 +79,10 @@ class Settings:
     lock_timeout: float
     lock_name: str | None
     await_timeout: float
+    ddl_lock_timeout: float
+    statement_timeout: float
+    ddl_retries: int
+    termination_log: Path | None
     log_format: str
     log_level: str
 
@@ -108,6 +118,10 @@ def load_settings(values: Mapping[str, str], *, stdout_is_tty: bool = False) -> 
         lock_timeout=_seconds(get("MIGRATE_LOCK_TIMEOUT"), "MIGRATE_LOCK_TIMEOUT"),
         lock_name=get("MIGRATE_LOCK_NAME"),
         await_timeout=_seconds(get("MIGRATE_AWAIT_TIMEOUT"), "MIGRATE_AWAIT_TIMEOUT"),
+        ddl_lock_timeout=_seconds(get("MIGRATE_DDL_LOCK_TIMEOUT"), "MIGRATE_DDL_LOCK_TIMEOUT"),
+        statement_timeout=_seconds(get("MIGRATE_STATEMENT_TIMEOUT"), "MIGRATE_STATEMENT_TIMEOUT"),
+        ddl_retries=_count(get("MIGRATE_DDL_RETRIES"), "MIGRATE_DDL_RETRIES"),
+        termination_log=termination_log(values),
         log_format=log_format,
         log_level=_choice(get("MIGRATE_LOG_LEVEL"), "MIGRATE_LOG_LEVEL", LOG_LEVELS),
     )
@@ -133,6 +147,21 @@ def _seconds(raw: str | None, name: str, *, positive: bool = False) -> float:
     return value
 
 
+def _count(raw: str | None, name: str) -> int:
+    if not (raw or "").isdigit() or int(raw or "") > 100:
+        raise ConfigError(f"{name}={raw!r} must be a whole number from 0 to 100")
+    return int(raw or "")
+
+
+def termination_log(values: Mapping[str, str]) -> Path | None:
+    """Where Kubernetes reads the container's termination message, if anywhere."""
+    raw = _value(values, "MIGRATE_TERMINATION_LOG")
+    if raw is None:
+        default = Path("/dev/termination-log")
+        return default if default.exists() and os.access(default, os.W_OK) else None
+    return None if raw.lower() in ("off", "none", "-") else Path(raw)
+
+
 def _choice(raw: str | None, name: str, allowed: tuple[str, ...]) -> str:
     value = (raw or "").lower()
     if value not in allowed:
@@ -148,13 +177,31 @@ def _alembic_config(raw: str | None) -> Path:
 
 
 def database_from(values: Mapping[str, str]) -> DatabaseURL | None:
-    """The database named by DATABASE_URL or DATABASE_URL_FILE, if any."""
+    """The database named by DATABASE_URL or DATABASE_URL_FILE (+ DATABASE_PASSWORD_FILE)."""
     url, url_file = _value(values, "DATABASE_URL"), _value(values, "DATABASE_URL_FILE")
     if url and url_file:
         raise ConfigError("DATABASE_URL and DATABASE_URL_FILE are both set: set only one")
     if url_file:
         url = _read_secret_file(url_file, "DATABASE_URL_FILE")
-    return parse_database_url(url) if url else None
+    if not url:
+        return None
+    password_file = _value(values, "DATABASE_PASSWORD_FILE")
+    if password_file:
+        url = _with_password(url, _read_secret_file(password_file, "DATABASE_PASSWORD_FILE"))
+    return parse_database_url(url)
+
+
+def _with_password(url: str, password: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at or not userinfo:
+        raise ConfigError("DATABASE_PASSWORD_FILE needs a user in DATABASE_URL (user@host)")
+    if ":" in userinfo:
+        raise ConfigError(
+            "DATABASE_URL already has a password and DATABASE_PASSWORD_FILE is set: set only one"
+        )
+    return f"{scheme}://{userinfo}:{quote(password, safe='')}@{host}{slash}{path}"
 
 
 def _read_secret_file(path: str, name: str) -> str:

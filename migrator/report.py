@@ -1,0 +1,68 @@
+"""The final event, `finished` or `failed`, its exit code, and the termination message."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import ExitCode, Interrupted, MigrateError, exit_code_for
+from migrator.logs import get_logger
+from migrator.running import Outcome
+from migrator.settings import redact
+
+
+def report(
+    log: Any,
+    outcome: Outcome,
+    started: float,
+    error: BaseException | None,
+    *,
+    termination_log: Path | None,
+    secrets: tuple[str, ...],
+) -> int:
+    """The final event: `finished` or `failed`, with everything an operator needs."""
+    code = ExitCode.OK if error is None else exit_code_for(error)
+    fields: dict[str, Any] = {
+        "command": outcome.command,
+        "exit_code": int(code),
+        "revisions_before": outcome.revisions_before,
+        "revisions_after": outcome.revisions_after,
+        "applied": outcome.applied,
+        "lock_wait_s": outcome.lock_wait_s,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    if error is None:
+        log.info("finished", **fields)
+        _write_termination_message(termination_log, secrets, "finished", fields)
+        return code
+    fields.update(error=error.__class__.__name__, message=str(error))
+    if isinstance(error, MigrateError):
+        fields.update({key: value for key, value in error.details.items() if key not in fields})
+    elif isinstance(error, Interrupted):
+        log.warning("interrupted", signal=str(error), running=outcome.running)
+    else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
+        fields.update(traceback=traceback.format_exception(error))
+    log.error("failed", **fields)
+    _write_termination_message(termination_log, secrets, "failed", fields)
+    return code
+
+
+def _write_termination_message(
+    path: Path | None, secrets: tuple[str, ...], event: str, fields: dict[str, Any]
+) -> None:
+    """One line that `kubectl describe pod` shows as the container's termination message."""
+    if path is None:
+        return
+    summary = f"{event} exit={fields['exit_code']} command={fields['command']}"
+    summary += f" applied={fields['applied']} revisions={fields['revisions_after']}"
+    if event == "failed":
+        summary += f" error={fields['error']}: {fields['message']}"
+    try:
+        # Kubernetes keeps at most 4096 bytes of it.
+        path.write_bytes(redact(summary, secrets).encode()[:4096])
+    except OSError as error:
+        get_logger("migrator").warning(
+            "termination_log_unwritable", path=str(path), error=str(error)
+        )
