@@ -73,6 +73,7 @@ class Task(Base):
 
 class Comment(Base):
     __tablename__ = "comments"
+    __table_args__ = (Index(None, "task_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))

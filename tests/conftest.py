@@ -18,8 +18,8 @@ from tests.pgcluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "entrypoint.py"
-HEAD = "4d5e6f7a8b93"
-REVISIONS = ["1a2b3c4d5e60", "2b3c4d5e6f71", "3c4d5e6f7a82", "4d5e6f7a8b93"]
+HEAD = "5e6f7a8b9ca4"
+REVISIONS = ["1a2b3c4d5e60", "2b3c4d5e6f71", "3c4d5e6f7a82", "4d5e6f7a8b93", "5e6f7a8b9ca4"]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Database, add_revision, job_env, parse_events, run_job, run_raw
+from tests.conftest import HEAD, Database, add_revision, job_env, parse_events, run_job, run_raw
 
 SQLITE = "sqlite:////nonexistent-dir/never.db"
 
@@ -90,13 +90,13 @@ def test_both_url_and_url_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_several_heads_are_refused_where_one_is_needed(project: Path, db: Database) -> None:
-    add_revision(project, "aaaa00000001", "3c4d5e6f7a82", "pass")  # a branch beside 4d5e...
+    add_revision(project, "aaaa00000001", "4d5e6f7a8b93", "pass")  # a branch beside head
     env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     result = run_job("upgrade", "head", env=env)
-    assert_usage_error(result, "several heads", "4d5e6f7a8b93", "aaaa00000001", "merge")
+    assert_usage_error(result, "several heads", HEAD, "aaaa00000001", "merge")
     assert db.tables() == set(), "nothing may run when the request is ambiguous"
     heads = run_job("heads", env=env).one("heads")["heads"]
-    assert sorted(h["revision"] for h in heads) == ["4d5e6f7a8b93", "aaaa00000001"]
+    assert sorted(h["revision"] for h in heads) == sorted([HEAD, "aaaa00000001"])
 
 
 def test_unknown_revision_in_the_version_table_says_how_to_repair(db: Database) -> None:
