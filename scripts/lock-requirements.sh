@@ -56,6 +56,21 @@ if ((check)); then
     fi
     echo "requirements.lock matches pyproject.toml"
 else
+    # Prove the lock installs the way the Dockerfile installs it (wheels only, every hash checked)
+    # for the interpreters and machines the image is built for.
+    for python in 3.11 3.12; do
+        for arch in x86_64 aarch64; do
+            platforms=()
+            for tag in manylinux_2_28 manylinux_2_17 manylinux2014; do
+                platforms+=(--platform "${tag}_$arch")
+            done
+            "$work/venv/bin/python" -m pip download --isolated --quiet --disable-pip-version-check \
+                ${SSL_CERT_FILE:+--cert "$SSL_CERT_FILE"} --no-deps --only-binary=:all: \
+                --require-hashes --implementation cp --python-version "$python" "${platforms[@]}" \
+                --dest "$work/wheels-$python-$arch" -r "$out"
+        done
+    done
+    echo "checked: every pin has a hashed wheel for CPython 3.11 and 3.12 on x86_64 and aarch64"
     cp "$out" "$lock"
     echo "wrote $lock: $(grep -c '^[a-z]' "$lock") packages"
 fi

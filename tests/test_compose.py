@@ -25,10 +25,13 @@ COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKER_COMPOSE = Path(compose.__file__).resolve().parent / "docker-compose"
 
 
-def docker_compose(*args: str, file: Path = COMPOSE_FILE, **env: str) -> subprocess.CompletedProcess[str]:
+def docker_compose(
+    *args: str, file: Path = COMPOSE_FILE, **env: str
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "MIGRATE_"))}
     return subprocess.run(
         [str(DOCKER_COMPOSE), "-f", str(file), "--project-directory", str(ROOT), *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,9 +54,7 @@ def test_valid_for_docker_compose() -> None:
 
 def test_the_validator_really_validates(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yaml"
-    broken.write_text(
-        COMPOSE_FILE.read_text().replace("service_healthy", "service_healthyy", 1)
-    )
+    broken.write_text(COMPOSE_FILE.read_text().replace("service_healthy", "service_healthyy", 1))
     result = docker_compose("config", "-q", file=broken)
     assert result.returncode != 0
     assert "condition" in result.stderr
@@ -76,8 +77,10 @@ def test_database_url_comes_from_a_secret_file(config: dict[str, Any]) -> None:
     migrate = config["services"]["migrate"]
     environment = migrate["environment"]
     assert "DATABASE_URL" not in environment  # both set is a configuration error (exit 2)
-    targets = {s["source"]: s.get("target", f"/run/secrets/{s['source']}") for s in migrate["secrets"]}
-    assert environment["DATABASE_URL_FILE"] == targets["database_url"]
+    secrets = {
+        s["source"]: s.get("target", f"/run/secrets/{s['source']}") for s in migrate["secrets"]
+    }
+    assert environment["DATABASE_URL_FILE"] == secrets["database_url"]
     assert config["secrets"]["database_url"]["file"].endswith("secrets/database_url")
 
 
