@@ -23,7 +23,7 @@ from tenacity import (
 
 from migrator import interrupts, running
 from migrator.database import build_engine
-from migrator.errors import DDLTimeout, NotUpToDate, UsageError
+from migrator.errors import DatabaseUnavailable, DDLTimeout, NotUpToDate, UsageError
 from migrator.locking import migration_lock
 from migrator.running import Outcome, Project, Steps
 from migrator.settings import Settings
@@ -73,6 +73,10 @@ def connected(job: Job, timeout: float | None = None) -> Iterator[Connection]:
     try:
         with interrupts.cancelling(cancel):
             yield connection
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        raise DatabaseUnavailable(f"lost the database connection: {describe(error)}") from None
     finally:
         connection.close()
         engine.dispose()
@@ -219,8 +223,10 @@ def await_head(job: Job) -> None:
                         job.log.info("awaiting_head", current=found, heads=heads)
                     current = found
                     _pause_before_next_poll(deadline, current, heads)
-        except DBAPIError as error:  # the connection broke between polls: reconnect
-            job.log.warning("database_unavailable", error=describe(error))
+        except DatabaseUnavailable as error:
+            if time.monotonic() >= deadline:
+                raise
+            job.log.warning("database_unavailable", error=str(error))  # broke between polls
             _pause_before_next_poll(deadline, current, heads)
             continue
         job.outcome.revisions_after = found
