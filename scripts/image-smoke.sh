@@ -56,7 +56,7 @@ phase() {
     # Called in an || list, so errexit is off inside: every step below checks its own commands.
     "$@" || status=FAILED
     phases+=("$(printf '%-44s %8.1f  %s' "$name" "$(elapsed "$start")" "$status")")
-    [[ $status == ok ]] || fail "$name (logs in $log, kept: IMAGE_SMOKE_KEEP=1 keeps them)"
+    [[ $status == ok ]] || fail "$name (details above; IMAGE_SMOKE_KEEP=1 keeps $work and its logs)"
 }
 
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -171,6 +171,7 @@ EOF
     # shellcheck source=/dev/null
     source "$work/env"
     podman_ready=1
+    say "podman state in $work"
     podman info >"$log/podman-info" 2>&1 || { cat "$log/podman-info" >&2; return 1; }
 }
 
@@ -557,7 +558,7 @@ compose_run() {
 
 # --- main -----------------------------------------------------------------------------------
 phase "install podman and friends" install_packages
-phase "configure podman (state in $work)" configure_podman
+phase "configure podman (state in a work dir)" configure_podman
 phase "podman-compose $podman_compose_version (own venv)" podman_compose_tool
 phase "base image (mmdebstrap bookworm)" base_image
 phase "can this machine run containers" can_run_containers
