@@ -4,7 +4,8 @@
     ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
     │   ├── ConfigError                  a variable or flag is missing or malformed
     │   ├── RevisionError                unknown revision, several heads, corrupt version table
-    │   └── DatabaseRejected             authentication failed, database or role does not exist
+    │   ├── DatabaseRejected             authentication failed, database or role does not exist
+    │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
     ├── DatabaseUnavailable           3  not reachable before the wait timeout
     ├── LockTimeout                   4  another runner held the lock past the lock timeout
     ├── MigrationFailed               5  a revision raised; its transaction was rolled back
@@ -58,6 +59,10 @@ class RevisionError(UsageError):
 
 class DatabaseRejected(UsageError):
     """The server answered and refused us for good (credentials, database name)."""
+
+
+class LockNotHeld(UsageError):
+    """The advisory lock is not held by our session: the connection is pooled per transaction."""
 
 
 class DatabaseUnavailable(MigrateError):

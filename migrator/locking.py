@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_after_delay
 from tenacity import wait_random_exponential as jittered
 
-from migrator.errors import LockTimeout
+from migrator.errors import LockNotHeld, LockTimeout
 from migrator.waiting import describe, until
 
 # Capped at half a second so that a freed lock is picked up quickly.
@@ -40,6 +40,7 @@ def lock_key(name: str) -> int:
 
 class Lock(Protocol):
     def try_acquire(self) -> bool: ...
+    def verify(self) -> None: ...
     def holder(self) -> dict[str, Any] | None: ...
     def release(self) -> bool: ...
 
@@ -58,25 +59,37 @@ class AdvisoryLock:
     def try_acquire(self) -> bool:
         return bool(self._scalar("SELECT pg_try_advisory_lock(:key)"))
 
-    def holder(self) -> dict[str, Any] | None:
+    def _holders(self, extra: str = "") -> Any:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF
-        row = (
-            self._connection.execute(
-                text(
-                    "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
-                    " a.backend_start, a.state, a.query_start"
-                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted"
-                    " AND l.database = (SELECT oid FROM pg_database"
-                    "                   WHERE datname = current_database())"
-                    " AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
-                ),
-                {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF},
-            )
-            .mappings()
-            .first()
+        rows = self._connection.execute(
+            text(
+                "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
+                " a.backend_start, a.state, l.pid = pg_backend_pid() AS ours"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database"
+                "                   WHERE datname = current_database())"
+                " AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
+            ),
+            {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF},
         )
+        row = rows.mappings().first()
         self._connection.commit()
+        return row
+
+    def verify(self) -> None:
+        """Prove this session holds the lock; a transaction-mode pooler would break that."""
+        row = self._holders()
+        if row is None or not row["ours"]:
+            raise LockNotHeld(
+                "the advisory lock just taken is not held by this database session: the "
+                "connection goes through a pooler in transaction mode (PgBouncer "
+                "pool_mode=transaction?), where session locks protect nothing. Migrate through "
+                "a direct or session-pooled connection."
+            )
+
+    def holder(self) -> dict[str, Any] | None:
+        row = self._holders()
         if row is None:
             return None
         return {
@@ -108,6 +121,9 @@ class FileLock:
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         self._fd = fd
         return True
+
+    def verify(self) -> None:
+        """flock is held by the open descriptor itself: nothing can take it away."""
 
     def holder(self) -> dict[str, Any] | None:
         try:
@@ -145,12 +161,20 @@ def migration_lock(
         return
     started = time.monotonic()
     _acquire(lock, name, timeout, log, started)
-    waited = round(time.monotonic() - started, 3)
-    log.info("lock_acquired", lock=name, waited_s=waited)
     try:
+        lock.verify()
+        waited = round(time.monotonic() - started, 3)
+        log.info("lock_acquired", lock=name, waited_s=waited)
         yield waited
-    finally:
+    except BaseException:
         _release(lock, name, log)
+        raise
+    if not _release(lock, name, log):
+        raise LockNotHeld(
+            f"migration lock {name!r} was no longer held by this session at the end: the "
+            "session changed under us (a transaction-mode pooler?). Migrate through a direct "
+            "or session-pooled connection, and check the schema."
+        )
 
 
 def _acquire(
@@ -185,13 +209,15 @@ def _acquire(
         ) from None
 
 
-def _release(lock: Lock, name: str, log: structlog.stdlib.BoundLogger) -> None:
+def _release(lock: Lock, name: str, log: structlog.stdlib.BoundLogger) -> bool:
+    """Give the lock back; False when it turns out we did not hold it."""
     try:
         held = lock.release()
     except Exception as error:
         log.warning("lock_released", lock=name, by="server", reason=describe(error))
-        return
+        return True
     if held:
         log.info("lock_released", lock=name)
     else:
         log.error("lock_lost", lock=name, reason="the lock was not held at release")
+    return held

@@ -198,3 +198,24 @@ def test_console_format_shows_progress(db: Database) -> None:
     assert done.returncode == 0
     assert "[1/5] 1a2b3c4d5e60 initial schema" in done.stdout
     assert "[4/5] 4d5e6f7a8b93 rename comments.text to comments.body ... " in done.stdout
+
+
+def test_termination_message_summarises_the_outcome(db: Database, tmp_path: Path) -> None:
+    message = tmp_path / "termination-log"
+    env = job_env(db.url, MIGRATE_TERMINATION_LOG=str(message))
+    assert run_job("upgrade", env=env).code == 0
+    assert message.read_text() == (
+        f"finished exit=0 command=upgrade applied={len(REVISIONS)} revisions=['{HEAD}']"
+    )
+    assert run_job("upgrade", "0123456789ab", env=env).code == 2
+    assert message.read_text().startswith("failed exit=2 command=upgrade applied=0")
+    assert "error=RevisionError: " in message.read_text()
+
+
+def test_termination_message_never_holds_the_password(db: Database, tmp_path: Path) -> None:
+    message = tmp_path / "termination-log"
+    url = db.url.replace(db.name, "no_such_db")
+    env = job_env(url, MIGRATE_TERMINATION_LOG=str(message))
+    assert run_job("upgrade", env=env).code == 2
+    assert message.read_text().startswith("failed exit=2")
+    assert db.cluster.password not in message.read_text()
