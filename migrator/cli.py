@@ -14,8 +14,8 @@ from migrator import __version__, interrupts
 from migrator.commands import COMMANDS, Job, Request
 from migrator.errors import Interrupted, MigrateError, UsageError
 from migrator.logs import configure_logging, get_logger
+from migrator.outcome import Outcome
 from migrator.report import report
-from migrator.running import Outcome
 from migrator.settings import (
     OPTIONS,
     Settings,

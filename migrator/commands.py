@@ -1,4 +1,9 @@
-"""One function per command, each a composition of the steps: wait -> lock -> run."""
+"""One function per command, each a composition of the steps: wait -> lock -> run.
+
+Waiting, locking and reading versions use the driver alone (see database.py); `running`, which
+loads SQLAlchemy and Alembic, is imported inside the functions that have work for it, so a run
+with nothing to do never pays for those imports.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -21,14 +25,20 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from migrator import interrupts, running
-from migrator.database import build_engine
-from migrator.errors import DatabaseUnavailable, DDLTimeout, NotUpToDate, UsageError
+from migrator import interrupts, versions
+from migrator.database import Raw, cancel_function, connect, engine_on, lost
+from migrator.errors import DatabaseUnavailable, DDLTimeout, MigrateError, NotUpToDate, UsageError
 from migrator.locking import migration_lock
-from migrator.running import Outcome, Project, Steps
+from migrator.outcome import Outcome
 from migrator.settings import Settings
 from migrator.timeouts import Limits
+from migrator.versions import AlembicIni
 from migrator.waiting import describe, wait_for_database
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from migrator.running import Project
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,18 @@ class Job:
     outcome: Outcome
 
     @cached_property
+    def ini(self) -> AlembicIni:
+        return AlembicIni.read(self.settings.alembic_config)
+
+    @cached_property
+    def known_heads(self) -> list[str] | None:
+        """The scripts' heads read without Alembic, when that reading is certain."""
+        return versions.script_heads(self.ini)
+
+    @cached_property
     def project(self) -> Project:
+        from migrator import running
+
         database = self.settings.database
         return running.load_project(
             str(self.settings.alembic_config),
@@ -57,51 +78,89 @@ class Job:
         )
 
     @property
+    def heads(self) -> list[str]:
+        return self.known_heads if self.known_heads is not None else sorted(self.project.heads)
+
+    @property
     def lock_name(self) -> str:
-        return self.settings.lock_name or self.project.lock_name()
+        return self.settings.lock_name or self.ini.lock_name
 
 
 @contextmanager
-def connected(job: Job, timeout: float | None = None) -> Iterator[Connection]:
+def connected(job: Job, timeout: float | None = None) -> Iterator[Raw]:
     """A connection once the database accepts one; closed on the way out, whatever happens."""
-    engine = build_engine(job.settings)
+    database = job.settings.require_database()
     wait = job.settings.wait_timeout if timeout is None else timeout
-    connection = wait_for_database(engine, wait, job.log)
-    driver = connection.connection.dbapi_connection
-    # psycopg2 cancels the running statement; sqlite3 interrupts it. Both are thread-safe.
-    cancel = getattr(driver, "cancel", None) or driver.interrupt  # type: ignore[union-attr]
+    raw = wait_for_database(lambda: connect(database, job.settings.connect_timeout), wait, job.log)
     try:
-        with interrupts.cancelling(cancel):
-            yield connection
-    except DBAPIError as error:
-        if not error.connection_invalidated:
+        with interrupts.cancelling(cancel_function(raw)):
+            yield raw
+    except Exception as error:
+        if isinstance(error, MigrateError):
             raise
-        raise DatabaseUnavailable(f"lost the database connection: {describe(error)}") from None
+        if getattr(error, "connection_invalidated", False) or lost(raw):
+            raise DatabaseUnavailable(f"lost the database connection: {describe(error)}") from None
+        raise
     finally:
-        connection.close()
-        engine.dispose()
+        raw.close()
 
 
-def _mutate(job: Job, steps_to: Callable[[str], Steps]) -> None:
+@contextmanager
+def _sqlalchemy(job: Job, raw: Raw) -> Iterator[Connection]:
+    """SQLAlchemy on the connection we already hold (and lock on)."""
+    with engine_on(raw, job.settings.require_database()).connect() as connection:
+        yield connection
+
+
+def _at_head(job: Job, raw: Raw) -> bool:
+    """Whether the database is at the scripts' single head, read with the driver alone."""
+    current = versions.current(raw, job.settings.require_database().dialect, job.ini)
+    if current != job.known_heads:
+        return False
+    job.outcome.revisions_before = job.outcome.revisions_after = current
+    job.log.info("nothing_to_do", current=current)
+    return True
+
+
+def _mutate(job: Job, kind: str) -> None:
+    from migrator import running
+
     target = job.request.revision or "head"
-    running.validate_target(job.project, target)
     if job.request.sql:
+        running.validate_target(job.project, target)
         job.settings.require_database()  # the URL names the SQL dialect to write
         start, _, destination = target.rpartition(":")
-        running.migrate_offline(job.project, steps_to(destination), start, sys.stdout)
+        running.migrate_offline(job.project, running.STEPS[kind](destination), start, sys.stdout)
         return
+    # `upgrade head` is nearly always a no-op: check that with the driver alone, before the lock
+    # (a no-op needs none) and again once holding it (another runner may just have finished).
+    single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
+    cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
+    if not cheap:
+        running.validate_target(job.project, target)
+    with connected(job) as raw:
+        if cheap and _at_head(job, raw):
+            return
+        database = job.settings.require_database()
+        lock = migration_lock(raw, database, job.lock_name, job.settings.lock_timeout, job.log)
+        with lock as waited:
+            job.outcome.lock_wait_s = waited
+            if cheap and _at_head(job, raw):
+                return
+            _run(job, raw, running.STEPS[kind](target))
+
+
+def _run(job: Job, raw: Raw, steps: Callable[..., object]) -> None:
+    from migrator import running
+
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
-    with (
-        connected(job) as connection,
-        migration_lock(connection, job.lock_name, job.settings.lock_timeout, job.log) as waited,
-    ):
-        job.outcome.lock_wait_s = waited
+    with _sqlalchemy(job, raw) as connection:
         for attempt in _ddl_retries(job):
             with attempt:
                 running.migrate(
                     job.project,
                     connection,
-                    steps_to(target),
+                    steps,  # type: ignore[arg-type]
                     limits=limits,
                     log=job.log,
                     outcome=job.outcome,
@@ -137,31 +196,25 @@ def _ddl_retries(job: Job) -> Retrying:
 
 
 def upgrade(job: Job) -> None:
-    _mutate(job, running.upgrade_steps)
+    _mutate(job, "upgrade")
 
 
 def downgrade(job: Job) -> None:
     if job.request.sql and ":" not in (job.request.revision or ""):
         # Offline there is no database to read the starting point from.
         raise UsageError("downgrade --sql needs a range FROM:TO, for example 4d5e6f7a8b93:base")
-    _mutate(job, running.downgrade_steps)
+    _mutate(job, "downgrade")
 
 
 def stamp(job: Job) -> None:
-    _mutate(job, running.stamp_steps)
+    _mutate(job, "stamp")
 
 
 def current(job: Job) -> None:
-    with connected(job) as connection:
-        revisions = running.current_heads(job.project, connection)
+    with connected(job) as raw:
+        revisions = versions.current(raw, job.settings.require_database().dialect, job.ini)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
-    heads = job.project.heads
-    job.log.info(
-        "current",
-        revisions=revisions,
-        heads=heads,
-        at_head=sorted(revisions) == sorted(heads),
-    )
+    job.log.info("current", revisions=revisions, heads=job.heads, at_head=revisions == job.heads)
 
 
 def heads(job: Job) -> None:
@@ -196,7 +249,9 @@ def history(job: Job) -> None:
 
 
 def check(job: Job) -> None:
-    with connected(job) as connection:
+    from migrator import running
+
+    with connected(job) as raw, _sqlalchemy(job, raw) as connection:
         running.compare_models(job.project, connection)
     job.log.info("check", differences=[], up_to_date=True)
 
@@ -213,12 +268,13 @@ def await_head(job: Job) -> None:
     answered at all, because that is a different page for the on-call engineer.
     """
     deadline = time.monotonic() + job.settings.await_timeout
-    heads = sorted(job.project.heads)
+    heads = job.heads
+    dialect = job.settings.require_database().dialect
     current: list[str] | None = None
     while True:
         try:
-            with connected(job, timeout=max(0.0, deadline - time.monotonic())) as connection:
-                while (found := sorted(running.current_heads(job.project, connection))) != heads:
+            with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
+                while (found := versions.current(raw, dialect, job.ini)) != heads:
                     if found != current:
                         job.log.info("awaiting_head", current=found, heads=heads)
                     current = found

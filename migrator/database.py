@@ -1,17 +1,31 @@
-"""Engines for the two supported dialects, with the connection options a job needs."""
+"""Connections: the driver alone first, SQLAlchemy on top of the same connection only when needed.
+
+Every deploy runs this job, nearly always with nothing to do. Waiting, locking and reading the
+version table need only the driver, so a run that finds nothing to do never imports SQLAlchemy
+or Alembic (about 0.8 s of CPU). When there is work, SQLAlchemy wraps the very connection that
+holds the migration lock, so the lock and the migrations share one database session.
+"""
 
 from __future__ import annotations
 
 import math
 import socket
-from typing import Any
+import sqlite3
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
+import psycopg2
 
 from migrator.errors import ConfigError
-from migrator.settings import DatabaseURL, Settings
+from migrator.settings import DatabaseURL
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+Raw = Any  # a DB-API connection: psycopg2's or sqlite3's
+
+
+class ConnectFailed(Exception):
+    """The driver could not open a connection; the message is the driver's."""
 
 
 def application_name() -> str:
@@ -19,18 +33,15 @@ def application_name() -> str:
     return f"migrate-job@{socket.gethostname()}"[:63]
 
 
-def build_engine(settings: Settings) -> Engine:
-    database = settings.require_database()
-    try:
-        if database.dialect == "sqlite":
-            return _sqlite_engine(database)
-        return _postgresql_engine(database, settings.connect_timeout)
-    except ArgumentError as error:
-        raise ConfigError(f"DATABASE_URL is malformed: {error}") from None
+def connect(database: DatabaseURL, connect_timeout: float) -> Raw:
+    """One attempt at a connection; ConnectFailed says why it failed."""
+    if database.dialect == "sqlite":
+        return _sqlite(database)
+    return _postgresql(database, connect_timeout)
 
 
-def _postgresql_engine(database: DatabaseURL, connect_timeout: float) -> Engine:
-    connect_args: dict[str, Any] = {
+def _postgresql(database: DatabaseURL, connect_timeout: float) -> Raw:
+    options: dict[str, Any] = {
         # libpq takes whole seconds; rounding up never makes a short timeout shorter.
         "connect_timeout": max(1, math.ceil(connect_timeout)),
         # A silently dead peer is noticed in about a minute rather than the kernel's two hours.
@@ -39,35 +50,64 @@ def _postgresql_engine(database: DatabaseURL, connect_timeout: float) -> Engine:
         "keepalives_interval": 10,
         "keepalives_count": 3,
     }
-    if "application_name" not in database.url:
-        connect_args["application_name"] = application_name()
-    # One connection for the whole job: wait, lock and migrations share it, so no pool.
-    engine = create_engine(database.url, poolclass=NullPool, connect_args=connect_args)
+    if "application_name=" not in database.url:
+        options["application_name"] = application_name()
+    # libpq reads the same URL SQLAlchemy does, once the driver name is taken out of the scheme.
+    dsn = database.url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    try:
+        raw = psycopg2.connect(dsn, **options)
+    except psycopg2.OperationalError as error:
+        raise ConnectFailed(" ".join(str(error).split())) from None
+    except psycopg2.ProgrammingError as error:
+        raise ConfigError(f"DATABASE_URL is not usable: {' '.join(str(error).split())}") from None
+    if raw.server_version >= 140000:
+        # If this runner is killed mid-statement, the backend checks its socket every few
+        # seconds, stops, rolls back and frees the lock, instead of running on.
+        with raw.cursor() as cursor:
+            cursor.execute("SET client_connection_check_interval = '2s'")
+        raw.commit()
+    return raw
 
-    @event.listens_for(engine, "connect")
-    def _notice_dead_client(dbapi_connection: Any, _: Any) -> None:
-        # PostgreSQL 14+: if this runner is killed mid-statement, the backend checks the socket
-        # every few seconds, stops, rolls back and frees the lock, instead of running on.
-        if dbapi_connection.server_version >= 140000:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SET client_connection_check_interval = '2s'")
-            dbapi_connection.commit()
 
-    return engine
+def sqlite_path(database: DatabaseURL) -> str | None:
+    """The file behind a SQLite URL; None for a private in-memory database."""
+    path = database.url.split("://", 1)[1].removeprefix("/")
+    return None if path in ("", ":memory:") else path
 
 
-def _sqlite_engine(database: DatabaseURL) -> Engine:
-    engine = create_engine(database.url, poolclass=NullPool)
+def _sqlite(database: DatabaseURL) -> Raw:
+    path = sqlite_path(database) or ":memory:"
+    try:
+        # No implicit transactions from the driver: SQLAlchemy emits BEGIN (see engine_on), so
+        # a revision's DDL commits or rolls back as one.
+        return sqlite3.connect(path.split("?")[0], isolation_level=None)
+    except sqlite3.OperationalError as error:
+        raise ConnectFailed(f"{error}: {path}") from None
 
-    # pysqlite commits DDL implicitly, so a failing revision would leave half its tables behind.
-    # SQLAlchemy's documented recipe: take transaction control from the driver, emit BEGIN
-    # ourselves.
-    @event.listens_for(engine, "connect")
-    def _autocommit_driver(dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.isolation_level = None
 
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+def cancel_function(raw: Raw) -> Any:
+    """What stops this connection's running statement from another thread."""
+    return raw.cancel if isinstance(raw, psycopg2.extensions.connection) else raw.interrupt
+
+
+def lost(raw: Raw) -> bool:
+    """Whether the server side of the connection is gone."""
+    return bool(getattr(raw, "closed", 0))
+
+
+def engine_on(raw: Raw, database: DatabaseURL) -> Engine:
+    """A SQLAlchemy engine whose one connection is `raw`, the one holding the lock."""
+    # Imported here, not at the top: a run with nothing to do never pays for SQLAlchemy.
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import StaticPool
+
+    # StaticPool keeps `raw` open when SQLAlchemy is done with it: the lock is released on it
+    # afterwards, and we close it ourselves.
+    engine = create_engine(database.url, creator=lambda: raw, poolclass=StaticPool)
+    if database.dialect == "sqlite":
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
 
     return engine

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, text
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_after_delay
 from tenacity import wait_random_exponential as jittered
 
+from migrator.database import Raw, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
+from migrator.settings import DatabaseURL
 from migrator.waiting import describe, until
 
 # Capped at half a second so that a freed lock is picked up quickly.
@@ -46,40 +47,42 @@ class Lock(Protocol):
 
 
 class AdvisoryLock:
-    def __init__(self, connection: Connection, name: str) -> None:
-        self._connection = connection
+    def __init__(self, raw: Raw, name: str) -> None:
+        self._raw = raw
         self.key = lock_key(name)
 
-    def _scalar(self, sql: str, **params: Any) -> Any:
-        # Commit at once: nothing else may run in a transaction that stays open while we wait.
-        value = self._connection.execute(text(sql), {"key": self.key, **params}).scalar()
-        self._connection.commit()
-        return value
+    def _row(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        with self._raw.cursor() as cursor:
+            cursor.execute(sql, {"key": self.key, **params})
+            row = cursor.fetchone()
+            names = [column[0] for column in cursor.description]
+        # Commit at once: nothing may sit in an open transaction while we wait (see above).
+        self._raw.commit()
+        return dict(zip(names, row, strict=True)) if row else None
+
+    def _value(self, sql: str) -> Any:
+        row = self._row(sql)
+        return next(iter(row.values())) if row else None
 
     def try_acquire(self) -> bool:
-        return bool(self._scalar("SELECT pg_try_advisory_lock(:key)"))
+        return bool(self._value("SELECT pg_try_advisory_lock(%(key)s)"))
 
-    def _holders(self, extra: str = "") -> Any:
+    def _holder_row(self) -> dict[str, Any] | None:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF
-        rows = self._connection.execute(
-            text(
-                "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
-                " a.backend_start, a.state, l.pid = pg_backend_pid() AS ours"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted"
-                " AND l.database = (SELECT oid FROM pg_database"
-                "                   WHERE datname = current_database())"
-                " AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"
-            ),
-            {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF},
+        return self._row(
+            "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
+            " a.backend_start, a.state, l.pid = pg_backend_pid() AS ours"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid = %(high)s AND l.objid = %(low)s AND l.objsubid = 1",
+            high=unsigned >> 32,
+            low=unsigned & 0xFFFFFFFF,
         )
-        row = rows.mappings().first()
-        self._connection.commit()
-        return row
 
     def verify(self) -> None:
         """Prove this session holds the lock; a transaction-mode pooler would break that."""
-        row = self._holders()
+        row = self._holder_row()
         if row is None or not row["ours"]:
             raise LockNotHeld(
                 "the advisory lock just taken is not held by this database session: the "
@@ -89,20 +92,16 @@ class AdvisoryLock:
             )
 
     def holder(self) -> dict[str, Any] | None:
-        row = self._holders()
+        row = self._holder_row()
         if row is None:
             return None
-        return {
-            "pid": row["pid"],
-            "application_name": row["application_name"],
-            "client_addr": row["client_addr"],
-            "since": row["backend_start"].isoformat() if row["backend_start"] else None,
-            "state": row["state"],
-        }
+        since = row.pop("backend_start")
+        row.pop("ours")
+        return {**row, "since": since.isoformat() if since else None}
 
     def release(self) -> bool:
-        self._connection.rollback()  # a failed revision may have left the transaction aborted
-        return bool(self._scalar("SELECT pg_advisory_unlock(:key)"))
+        self._raw.rollback()  # a failed revision may have left the transaction aborted
+        return bool(self._value("SELECT pg_advisory_unlock(%(key)s)"))
 
 
 class FileLock:
@@ -139,22 +138,24 @@ class FileLock:
         return True
 
 
-def make_lock(connection: Connection, name: str) -> Lock | None:
-    """The lock for this connection's database; None where no other process can see it."""
-    if connection.dialect.name == "postgresql":
-        return AdvisoryLock(connection, name)
-    database = connection.engine.url.database
-    if not database or database == ":memory:":
-        return None
-    return FileLock(Path(f"{database}.lock"))
+def make_lock(raw: Raw, database: DatabaseURL, name: str) -> Lock | None:
+    """The lock for this database; None where no other process can see the database."""
+    if database.dialect == "postgresql":
+        return AdvisoryLock(raw, name)
+    path = sqlite_path(database)
+    return FileLock(Path(f"{path}.lock")) if path else None
 
 
 @contextmanager
 def migration_lock(
-    connection: Connection, name: str, timeout: float, log: structlog.stdlib.BoundLogger
+    raw: Raw,
+    database: DatabaseURL,
+    name: str,
+    timeout: float,
+    log: structlog.stdlib.BoundLogger,
 ) -> Iterator[float]:
     """Hold the migration lock for the body; yields the seconds spent waiting for it."""
-    lock = make_lock(connection, name)
+    lock = make_lock(raw, database, name)
     if lock is None:
         log.info("lock_skipped", reason="private in-memory database")
         yield 0.0

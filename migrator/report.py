@@ -9,7 +9,7 @@ from typing import Any
 
 from migrator.errors import ExitCode, Interrupted, MigrateError, exit_code_for
 from migrator.logs import get_logger
-from migrator.running import Outcome
+from migrator.outcome import Outcome
 from migrator.settings import redact
 
 

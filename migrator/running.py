@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO, cast
 
 import structlog
@@ -37,22 +37,11 @@ from migrator.errors import (
     RevisionError,
 )
 from migrator.logs import LogWriter
+from migrator.outcome import Outcome
 from migrator.timeouts import Limits
 from migrator.waiting import describe
 
 Steps = Callable[[ScriptDirectory, tuple[str, ...]], Sequence[MigrationStep]]
-
-
-@dataclass
-class Outcome:
-    """What the job did so far; the final event reports it whether or not the job succeeded."""
-
-    command: str | None
-    revisions_before: list[str] | None = None
-    revisions_after: list[str] | None = None
-    applied: int = 0
-    lock_wait_s: float | None = None
-    running: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,11 +54,6 @@ class Project:
     @property
     def heads(self) -> list[str]:
         return list(self.script.get_heads())
-
-    def lock_name(self) -> str:
-        table = self.config.get_main_option("version_table", "alembic_version")
-        schema = self.config.get_main_option("version_table_schema")
-        return f"alembic:{schema}.{table}" if schema else f"alembic:{table}"
 
 
 def load_project(config_path: str, log: structlog.stdlib.BoundLogger, **attributes: Any) -> Project:
@@ -112,6 +96,15 @@ def downgrade_steps(target: str) -> Steps:
 
 def stamp_steps(target: str) -> Steps:
     return lambda script, heads: script._stamp_revs(target, heads)
+
+
+# alembic.command's upgrade/downgrade/stamp call these same ScriptDirectory methods: using them
+# gives exactly the steps Alembic itself would run, which the plan event then shows.
+STEPS: dict[str, Callable[[str], Steps]] = {
+    "upgrade": upgrade_steps,
+    "downgrade": downgrade_steps,
+    "stamp": stamp_steps,
+}
 
 
 def migrate(

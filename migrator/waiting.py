@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 from tenacity import (
     RetryCallState,
     RetryError,
@@ -19,6 +17,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from migrator.database import ConnectFailed, Raw
 from migrator.errors import DatabaseRejected, DatabaseUnavailable
 
 # libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
@@ -51,19 +50,19 @@ def until(timeout: float, wait: wait_base) -> Callable[[RetryCallState], float]:
 
 
 def describe(error: BaseException) -> str:
-    """One line of the driver's own message, without SQLAlchemy's boilerplate."""
-    inner = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    """One line of the driver's own message, without SQLAlchemy's wrapping around it."""
+    inner = getattr(error, "orig", None) or error
     return " ".join(str(inner).split()) or inner.__class__.__name__
 
 
 def heals(error: BaseException) -> bool:
     """Whether waiting could make this connection failure go away."""
-    return isinstance(error, DBAPIError) and not _PERMANENT.search(describe(error))
+    return isinstance(error, ConnectFailed) and not _PERMANENT.search(str(error))
 
 
 def wait_for_database(
-    engine: Engine, timeout: float, log: structlog.stdlib.BoundLogger
-) -> Connection:
+    connect: Callable[[], Raw], timeout: float, log: structlog.stdlib.BoundLogger
+) -> Raw:
     """A live connection, or DatabaseUnavailable once `timeout` seconds have passed."""
     started = time.monotonic()
 
@@ -84,7 +83,7 @@ def wait_for_database(
         before_sleep=report_attempt,
     )
     try:
-        connection = retrying(engine.connect)
+        connection = retrying(connect)
     except RetryError as exhausted:
         last = exhausted.last_attempt.exception()
         raise DatabaseUnavailable(
@@ -92,8 +91,8 @@ def wait_for_database(
             f"in {time.monotonic() - started:.1f} s (MIGRATE_WAIT_TIMEOUT={timeout:g}): "
             f"{describe(last) if last else 'no answer'}"
         ) from None
-    except DBAPIError as error:
-        raise DatabaseRejected(f"the database refused the connection: {describe(error)}") from None
+    except ConnectFailed as error:
+        raise DatabaseRejected(f"the database refused the connection: {error}") from None
     log.info(
         "database_ready",
         attempts=retrying.statistics.get("attempt_number", 1),

@@ -1,0 +1,132 @@
+"""Where the database is and where the scripts end, read cheaply: no Alembic, no SQLAlchemy.
+
+This is what lets a run with nothing to do stop after one query. It must never be wrong in the
+direction that matters: `script_heads` answers None whenever it is not certain (a revision file
+it cannot read plainly, dependencies, other version locations), and the caller then takes
+Alembic's full path. It only ever decides "nothing to do"; all real work goes through Alembic.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from migrator.database import Raw
+
+_ASSIGNMENT = r"^{name}\s*(?::[^=\n]*)?=\s*(?P<value>.+?)\s*(?:#.*)?$"
+_REVISION = re.compile(_ASSIGNMENT.format(name="revision"), re.MULTILINE)
+_DOWN_REVISION = re.compile(_ASSIGNMENT.format(name="down_revision"), re.MULTILINE)
+_DEPENDS_ON = re.compile(_ASSIGNMENT.format(name="depends_on"), re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class AlembicIni:
+    """The few alembic.ini settings the runner needs before (or instead of) loading Alembic."""
+
+    script_location: Path | None
+    version_locations: str | None
+    version_table: str
+    version_table_schema: str | None
+
+    @classmethod
+    def read(cls, path: Path) -> AlembicIni:
+        parser = configparser.ConfigParser(defaults={"here": str(path.parent.resolve())})
+        parser.read(path, encoding="utf-8")
+        section = parser["alembic"] if parser.has_section("alembic") else {}
+        location = section.get("script_location")
+        return cls(
+            # "package:dir" locations are resolved by Alembic only.
+            script_location=Path(location) if location and ":" not in location else None,
+            version_locations=section.get("version_locations"),
+            version_table=section.get("version_table") or "alembic_version",
+            version_table_schema=section.get("version_table_schema") or None,
+        )
+
+    @property
+    def lock_name(self) -> str:
+        if self.version_table_schema:
+            return f"alembic:{self.version_table_schema}.{self.version_table}"
+        return f"alembic:{self.version_table}"
+
+
+def current(raw: Raw, dialect: str, ini: AlembicIni) -> list[str]:
+    """The revisions in the version table; [] when there is no table yet."""
+    table = ini.version_table
+    qualified = f"{ini.version_table_schema}.{table}" if ini.version_table_schema else table
+    with raw.cursor() if dialect == "postgresql" else _Cursor(raw) as cursor:
+        if dialect == "postgresql":
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,))
+        else:
+            cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = ?", (table,))
+        exists = cursor.fetchone()[0]
+        rows = []
+        if exists:
+            # The name comes from alembic.ini, not from a user of the job; quote it all the same.
+            quoted = ".".join(f'"{part}"' for part in qualified.split("."))
+            cursor.execute(f"SELECT version_num FROM {quoted}")
+            rows = cursor.fetchall()
+    if dialect == "postgresql":
+        raw.commit()  # a poller must not keep a transaction (and its snapshot) open
+    return sorted(row[0] for row in rows)
+
+
+class _Cursor:
+    """sqlite3 cursors are not context managers; give them the shape psycopg2's have."""
+
+    def __init__(self, raw: Raw) -> None:
+        self._cursor = raw.cursor()
+
+    def __enter__(self) -> Raw:
+        return self._cursor
+
+    def __exit__(self, *_: object) -> None:
+        self._cursor.close()
+
+
+def script_heads(ini: AlembicIni) -> list[str] | None:
+    """The head revisions of the script directory, or None when a plain reading is not certain."""
+    if ini.script_location is None or ini.version_locations:
+        return None
+    files = _revision_files(ini.script_location / "versions")
+    parsed = [_read_revision(path) if path else None for path in files]
+    if not parsed or None in parsed:
+        return None
+    revisions = [revision for revision, _ in parsed]  # type: ignore[misc]
+    parents = {parent for _, down in parsed for parent in down}  # type: ignore[misc]
+    if len(set(revisions)) != len(revisions) or not parents <= set(revisions):
+        return None
+    return sorted(set(revisions) - parents)
+
+
+def _revision_files(versions: Path) -> list[Path | None]:
+    """The files Alembic would load as revisions; None stands for one we cannot read plainly."""
+    try:
+        names = [p for p in versions.iterdir() if not p.name.startswith((".#", "__init__"))]
+    except OSError:
+        return [None]
+    # Sourceless revisions (.pyc beside the sources) are for Alembic alone to read.
+    return [p if p.suffix == ".py" else None for p in names if p.suffix in (".py", ".pyc", ".pyo")]
+
+
+def _read_revision(path: Path) -> tuple[str, tuple[str, ...]] | None:
+    """`revision` and `down_revision` of one file, if both are plain literals written once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = [pattern.findall(text) for pattern in (_REVISION, _DOWN_REVISION, _DEPENDS_ON)]
+    if len(found[0]) != 1 or len(found[1]) != 1 or len(found[2]) > 1:
+        return None
+    try:
+        revision, down, depends_on = (ast.literal_eval(f[0]) if f else None for f in found)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(revision, str) or depends_on is not None:
+        return None
+    down = () if down is None else (down,) if isinstance(down, str) else down
+    if isinstance(down, tuple | list) and all(isinstance(item, str) for item in down):
+        return revision, tuple(down)
+    return None
