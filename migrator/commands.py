@@ -123,21 +123,16 @@ def _at_head(job: Job, raw: Raw) -> bool:
 
 
 def _mutate(job: Job, kind: str) -> None:
-    from migrator import running
-
     target = job.request.revision or "head"
     if job.request.sql:
-        running.validate_target(job.project, target)
-        job.settings.require_database()  # the URL names the SQL dialect to write
-        start, _, destination = target.rpartition(":")
-        running.migrate_offline(job.project, running.STEPS[kind](destination), start, sys.stdout)
+        _offline(job, kind, target)
         return
     # `upgrade head` is nearly always a no-op: check that with the driver alone, before the lock
     # (a no-op needs none) and again once holding it (another runner may just have finished).
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
     cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
     if not cheap:
-        running.validate_target(job.project, target)
+        _validate(job, target)
     with connected(job) as raw:
         if cheap and _at_head(job, raw):
             return
@@ -147,12 +142,28 @@ def _mutate(job: Job, kind: str) -> None:
             job.outcome.lock_wait_s = waited
             if cheap and _at_head(job, raw):
                 return
-            _run(job, raw, running.STEPS[kind](target))
+            _run(job, raw, kind, target)
 
 
-def _run(job: Job, raw: Raw, steps: Callable[..., object]) -> None:
+def _validate(job: Job, target: str) -> None:
     from migrator import running
 
+    running.validate_target(job.project, target)
+
+
+def _offline(job: Job, kind: str, target: str) -> None:
+    from migrator import running
+
+    running.validate_target(job.project, target)
+    job.settings.require_database()  # the URL names the SQL dialect to write
+    start, _, destination = target.rpartition(":")
+    running.migrate_offline(job.project, running.STEPS[kind](destination), start, sys.stdout)
+
+
+def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+    from migrator import running
+
+    steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
     with _sqlalchemy(job, raw) as connection:
         for attempt in _ddl_retries(job):
@@ -160,7 +171,7 @@ def _run(job: Job, raw: Raw, steps: Callable[..., object]) -> None:
                 running.migrate(
                     job.project,
                     connection,
-                    steps,  # type: ignore[arg-type]
+                    steps,
                     limits=limits,
                     log=job.log,
                     outcome=job.outcome,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
-
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING, Any
 
 from migrator.errors import DDLTimeout
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
@@ -43,12 +43,13 @@ def apply(connection: Connection, limits: Limits, revision_module: ModuleType | 
 
 def as_timeout(error: BaseException, running: dict[str, Any] | None) -> DDLTimeout | None:
     """The DDLTimeout this driver error means, if it is one."""
-    code = getattr(getattr(error, "orig", None), "pgcode", None)
-    if not isinstance(error, DBAPIError) or running is None:
+    driver_error = getattr(error, "orig", None)  # SQLAlchemy wraps the driver's error
+    code = getattr(driver_error, "pgcode", None)
+    if running is None:
         return None
     if code == LOCK_NOT_AVAILABLE:
         kind = "lock_timeout"
-    elif code == QUERY_CANCELED and "statement timeout" in str(error.orig):
+    elif code == QUERY_CANCELED and "statement timeout" in str(driver_error):
         kind = "statement_timeout"
     else:
         return None
