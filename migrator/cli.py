@@ -13,7 +13,7 @@ from typing import NoReturn
 from migrator import __version__, interrupts
 from migrator.commands import COMMANDS, Job, Request
 from migrator.errors import Interrupted, MigrateError, UsageError
-from migrator.logs import configure_logging, get_logger
+from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.report import report
 from migrator.settings import (
@@ -102,21 +102,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         request, settings = parse(sys.argv[1:] if argv is None else argv, environ)
     except UsageError as error:
         secrets = _secrets_in(environ)
-        configure_logging(secrets=secrets)
+        log = Log(secrets=secrets)
         words = sys.argv[1:] if argv is None else argv
         outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
-        log = get_logger("migrator")
         path = termination_log(environ)
         return report(log, outcome, started, error, termination_log=path, secrets=secrets)
 
     # --sql writes the SQL script to stdout, so the log moves to stderr there.
-    configure_logging(
+    log = Log(
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=settings.secrets,
         stream=sys.stderr if request.sql else sys.stdout,
     )
-    log = get_logger("migrator")
     outcome = Outcome(command=request.command)
     log.info(
         "starting",

@@ -14,21 +14,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-import structlog
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
 from migrator import interrupts, versions
-from migrator.database import Raw, cancel_function, connect, engine_on, lost
+from migrator.database import (
+    Raw,
+    cancel_function,
+    connect,
+    engine_on,
+    lost,
+    prepare_for_work,
+)
 from migrator.errors import DatabaseUnavailable, DDLTimeout, MigrateError, NotUpToDate, UsageError
 from migrator.locking import migration_lock
+from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import Settings
 from migrator.timeouts import Limits
@@ -37,6 +37,7 @@ from migrator.waiting import describe, wait_for_database
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+    from tenacity import RetryCallState, Retrying
 
     from migrator.running import Project
 
@@ -54,7 +55,7 @@ class Request:
 class Job:
     request: Request
     settings: Settings
-    log: structlog.stdlib.BoundLogger
+    log: Log
     outcome: Outcome
 
     @cached_property
@@ -68,14 +69,13 @@ class Job:
 
     @cached_property
     def project(self) -> Project:
-        from migrator import running
-
         database = self.settings.database
-        return running.load_project(
+        project: Project = _running(self).load_project(
             str(self.settings.alembic_config),
             self.log,
             database_url=database.url if database else None,
         )
+        return project
 
     @property
     def heads(self) -> list[str]:
@@ -114,7 +114,7 @@ def _sqlalchemy(job: Job, raw: Raw) -> Iterator[Connection]:
 
 def _at_head(job: Job, raw: Raw) -> bool:
     """Whether the database is at the scripts' single head, read with the driver alone."""
-    current = versions.current(raw, job.settings.require_database().dialect, job.ini)
+    current = versions.current(raw, job.ini)
     if current != job.known_heads:
         return False
     job.outcome.revisions_before = job.outcome.revisions_after = current
@@ -136,6 +136,7 @@ def _mutate(job: Job, kind: str) -> None:
     with connected(job) as raw:
         if cheap and _at_head(job, raw):
             return
+        prepare_for_work(raw)
         database = job.settings.require_database()
         lock = migration_lock(raw, database, job.lock_name, job.settings.lock_timeout, job.log)
         with lock as waited:
@@ -145,15 +146,20 @@ def _mutate(job: Job, kind: str) -> None:
             _run(job, raw, kind, target)
 
 
-def _validate(job: Job, target: str) -> None:
+def _running(job: Job) -> ModuleType:
+    """Alembic and SQLAlchemy, loaded only now that there is work for them."""
+    job.log.use_structlog()  # their stdlib log records must go through our renderer
     from migrator import running
 
-    running.validate_target(job.project, target)
+    return running
+
+
+def _validate(job: Job, target: str) -> None:
+    _running(job).validate_target(job.project, target)
 
 
 def _offline(job: Job, kind: str, target: str) -> None:
-    from migrator import running
-
+    running = _running(job)
     running.validate_target(job.project, target)
     job.settings.require_database()  # the URL names the SQL dialect to write
     start, _, destination = target.rpartition(":")
@@ -161,8 +167,7 @@ def _offline(job: Job, kind: str, target: str) -> None:
 
 
 def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
-    from migrator import running
-
+    running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
     with _sqlalchemy(job, raw) as connection:
@@ -184,6 +189,7 @@ def _ddl_retries(job: Job) -> Retrying:
     The application transaction that held the table is usually short; backing off with jitter
     lets it finish instead of queueing our ALTER (and all traffic behind it) in front of it.
     """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
     def report(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -223,7 +229,7 @@ def stamp(job: Job) -> None:
 
 def current(job: Job) -> None:
     with connected(job) as raw:
-        revisions = versions.current(raw, job.settings.require_database().dialect, job.ini)
+        revisions = versions.current(raw, job.ini)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
     job.log.info("current", revisions=revisions, heads=job.heads, at_head=revisions == job.heads)
 
@@ -260,8 +266,7 @@ def history(job: Job) -> None:
 
 
 def check(job: Job) -> None:
-    from migrator import running
-
+    running = _running(job)
     with connected(job) as raw, _sqlalchemy(job, raw) as connection:
         running.compare_models(job.project, connection)
     job.log.info("check", differences=[], up_to_date=True)
@@ -280,12 +285,11 @@ def await_head(job: Job) -> None:
     """
     deadline = time.monotonic() + job.settings.await_timeout
     heads = job.heads
-    dialect = job.settings.require_database().dialect
     current: list[str] | None = None
     while True:
         try:
             with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
-                while (found := versions.current(raw, dialect, job.ini)) != heads:
+                while (found := versions.current(raw, job.ini)) != heads:
                     if found != current:
                         job.log.info("awaiting_head", current=found, heads=heads)
                     current = found

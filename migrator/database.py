@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import socket
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
@@ -60,13 +59,17 @@ def _postgresql(database: DatabaseURL, connect_timeout: float) -> Raw:
         raise ConnectFailed(" ".join(str(error).split())) from None
     except psycopg2.ProgrammingError as error:
         raise ConfigError(f"DATABASE_URL is not usable: {' '.join(str(error).split())}") from None
-    if raw.server_version >= 140000:
+    return raw
+
+
+def prepare_for_work(raw: Raw) -> None:
+    """Session settings for a connection about to lock and migrate (not needed to just read)."""
+    if isinstance(raw, psycopg2.extensions.connection) and raw.server_version >= 140000:
         # If this runner is killed mid-statement, the backend checks its socket every few
         # seconds, stops, rolls back and frees the lock, instead of running on.
         with raw.cursor() as cursor:
             cursor.execute("SET client_connection_check_interval = '2s'")
         raw.commit()
-    return raw
 
 
 def sqlite_path(database: DatabaseURL) -> str | None:
@@ -76,6 +79,8 @@ def sqlite_path(database: DatabaseURL) -> str | None:
 
 
 def _sqlite(database: DatabaseURL) -> Raw:
+    import sqlite3  # only SQLite users pay for it
+
     path = sqlite_path(database) or ":memory:"
     try:
         # No implicit transactions from the driver: SQLAlchemy emits BEGIN (see engine_on), so
@@ -88,6 +93,11 @@ def _sqlite(database: DatabaseURL) -> Raw:
 def cancel_function(raw: Raw) -> Any:
     """What stops this connection's running statement from another thread."""
     return raw.cancel if isinstance(raw, psycopg2.extensions.connection) else raw.interrupt
+
+
+def missing_table(error: Exception) -> bool:
+    """Whether a query failed only because its table does not exist (yet)."""
+    return getattr(error, "pgcode", None) == "42P01" or "no such table" in str(error)
 
 
 def lost(raw: Raw) -> bool:

@@ -16,22 +16,19 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
-
-import structlog
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_result, stop_after_delay
-from tenacity import wait_random_exponential as jittered
+from typing import TYPE_CHECKING, Any, Protocol
 
 from migrator.database import Raw, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
+from migrator.logs import Log
 from migrator.settings import DatabaseURL
-from migrator.waiting import describe, until
+from migrator.waiting import describe, replaying, until
 
-# Capped at half a second so that a freed lock is picked up quickly.
-POLL = jittered(multiplier=0.02, max=0.5, min=0.01)
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 
 def lock_key(name: str) -> int:
@@ -152,7 +149,7 @@ def migration_lock(
     database: DatabaseURL,
     name: str,
     timeout: float,
-    log: structlog.stdlib.BoundLogger,
+    log: Log,
 ) -> Iterator[float]:
     """Hold the migration lock for the body; yields the seconds spent waiting for it."""
     lock = make_lock(raw, database, name)
@@ -161,7 +158,10 @@ def migration_lock(
         yield 0.0
         return
     started = time.monotonic()
-    _acquire(lock, name, timeout, log, started)
+    acquired = lock.try_acquire()  # uncontended: no need to load the polling machinery
+    if not acquired:
+        retry = replaying(acquired, lock.try_acquire)
+        _acquire(retry, lock, name=name, timeout=timeout, log=log, started=started)
     try:
         lock.verify()
         waited = round(time.monotonic() - started, 3)
@@ -179,8 +179,17 @@ def migration_lock(
 
 
 def _acquire(
-    lock: Lock, name: str, timeout: float, log: structlog.stdlib.BoundLogger, started: float
+    try_acquire: Callable[[], bool],
+    lock: Lock,
+    *,
+    name: str,
+    timeout: float,
+    log: Log,
+    started: float,
 ) -> None:
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
+    from tenacity import wait_random_exponential as jittered
+
     last_holder: list[Any] = [object()]
 
     def report_holder(state: RetryCallState) -> None:
@@ -195,14 +204,16 @@ def _acquire(
                 timeout_s=timeout,
             )
 
+    # Polls capped at half a second apart, so that a freed lock is picked up quickly.
+    poll = jittered(multiplier=0.02, max=0.5, min=0.01)
     retrying = Retrying(
         stop=stop_after_delay(timeout),
-        wait=until(timeout, POLL),
+        wait=until(timeout, poll),
         retry=retry_if_result(lambda acquired: not acquired),
         before_sleep=report_holder,
     )
     try:
-        retrying(lock.try_acquire)
+        retrying(try_acquire)
     except RetryError:
         raise LockTimeout(
             f"migration lock {name!r} not acquired within {timeout:g} s "
@@ -210,7 +221,7 @@ def _acquire(
         ) from None
 
 
-def _release(lock: Lock, name: str, log: structlog.stdlib.BoundLogger) -> bool:
+def _release(lock: Lock, name: str, log: Log) -> bool:
     """Give the lock back; False when it turns out we did not hold it."""
     try:
         held = lock.release()

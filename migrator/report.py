@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import ExitCode, Interrupted, MigrateError, exit_code_for
-from migrator.logs import get_logger
+from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import redact
 
 
 def report(
-    log: Any,
+    log: Log,
     outcome: Outcome,
     started: float,
     error: BaseException | None,
@@ -35,7 +35,7 @@ def report(
     }
     if error is None:
         log.info("finished", **fields)
-        _write_termination_message(termination_log, secrets, "finished", fields)
+        _write_termination_message(log, termination_log, secrets, "finished", fields)
         return code
     fields.update(error=error.__class__.__name__, message=str(error))
     if isinstance(error, MigrateError):
@@ -45,12 +45,12 @@ def report(
     else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
         fields.update(traceback=traceback.format_exception(error))
     log.error("failed", **fields)
-    _write_termination_message(termination_log, secrets, "failed", fields)
+    _write_termination_message(log, termination_log, secrets, "failed", fields)
     return code
 
 
 def _write_termination_message(
-    path: Path | None, secrets: tuple[str, ...], event: str, fields: dict[str, Any]
+    log: Log, path: Path | None, secrets: tuple[str, ...], event: str, fields: dict[str, Any]
 ) -> None:
     """One line that `kubectl describe pod` shows as the container's termination message."""
     if path is None:
@@ -63,6 +63,4 @@ def _write_termination_message(
         # Kubernetes keeps at most 4096 bytes of it.
         path.write_bytes(redact(summary, secrets).encode()[:4096])
     except OSError as error:
-        get_logger("migrator").warning(
-            "termination_log_unwritable", path=str(path), error=str(error)
-        )
+        log.warning("termination_log_unwritable", path=str(path), error=str(error))

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO, cast
 
-import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
@@ -36,7 +35,7 @@ from migrator.errors import (
     NotUpToDate,
     RevisionError,
 )
-from migrator.logs import LogWriter
+from migrator.logs import Log, LogWriter
 from migrator.outcome import Outcome
 from migrator.timeouts import Limits
 from migrator.waiting import describe
@@ -56,7 +55,7 @@ class Project:
         return list(self.script.get_heads())
 
 
-def load_project(config_path: str, log: structlog.stdlib.BoundLogger, **attributes: Any) -> Project:
+def load_project(config_path: str, log: Log, **attributes: Any) -> Project:
     config = Config(config_path, stdout=cast(TextIO, LogWriter(log)))
     config.attributes.update(attributes)
     try:
@@ -113,7 +112,7 @@ def migrate(
     steps: Steps,
     *,
     limits: Limits,
-    log: structlog.stdlib.BoundLogger,
+    log: Log,
     outcome: Outcome,
 ) -> None:
     """Plan from the database's current heads, then run each step in its own transaction."""
@@ -231,7 +230,7 @@ def _limit(connection: Connection, limits: Limits, step: MigrationStep) -> None:
 def _narrate(
     planned: list[MigrationStep],
     heads: tuple[str, ...],
-    log: structlog.stdlib.BoundLogger,
+    log: Log,
     outcome: Outcome,
     before_each: Callable[[MigrationStep], None],
 ) -> Iterator[MigrationStep]:

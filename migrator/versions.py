@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrator.database import Raw
+from migrator.database import Raw, missing_table
 
 _ASSIGNMENT = r"^{name}\s*(?::[^=\n]*)?=\s*(?P<value>.+?)\s*(?:#.*)?$"
 _REVISION = re.compile(_ASSIGNMENT.format(name="revision"), re.MULTILINE)
@@ -52,38 +52,24 @@ class AlembicIni:
         return f"alembic:{self.version_table}"
 
 
-def current(raw: Raw, dialect: str, ini: AlembicIni) -> list[str]:
+def current(raw: Raw, ini: AlembicIni) -> list[str]:
     """The revisions in the version table; [] when there is no table yet."""
     table = ini.version_table
     qualified = f"{ini.version_table_schema}.{table}" if ini.version_table_schema else table
-    with raw.cursor() if dialect == "postgresql" else _Cursor(raw) as cursor:
-        if dialect == "postgresql":
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,))
-        else:
-            cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = ?", (table,))
-        exists = cursor.fetchone()[0]
+    # The name comes from alembic.ini, not from a user of the job; quote it all the same.
+    quoted = ".".join(f'"{part}"' for part in qualified.split("."))
+    cursor = raw.cursor()
+    try:
+        cursor.execute(f"SELECT version_num FROM {quoted}")  # one round trip, the common case
+        rows = cursor.fetchall()
+    except Exception as error:
+        if not missing_table(error):
+            raise
         rows = []
-        if exists:
-            # The name comes from alembic.ini, not from a user of the job; quote it all the same.
-            quoted = ".".join(f'"{part}"' for part in qualified.split("."))
-            cursor.execute(f"SELECT version_num FROM {quoted}")
-            rows = cursor.fetchall()
-    if dialect == "postgresql":
-        raw.commit()  # a poller must not keep a transaction (and its snapshot) open
+    finally:
+        cursor.close()
+    raw.rollback()  # a poller must not keep a transaction (and its snapshot) open
     return sorted(row[0] for row in rows)
-
-
-class _Cursor:
-    """sqlite3 cursors are not context managers; give them the shape psycopg2's have."""
-
-    def __init__(self, raw: Raw) -> None:
-        self._cursor = raw.cursor()
-
-    def __enter__(self) -> Raw:
-        return self._cursor
-
-    def __exit__(self, *_: object) -> None:
-        self._cursor.close()
 
 
 def script_heads(ini: AlembicIni) -> list[str] | None:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-
-import structlog
-from tenacity import (
-    RetryCallState,
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
-from tenacity.wait import wait_base
+from typing import TYPE_CHECKING, Any
 
 from migrator.database import ConnectFailed, Raw
 from migrator.errors import DatabaseRejected, DatabaseUnavailable
+from migrator.logs import Log
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 # libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
 # Whatever is not known to be permanent is retried until the deadline: a wrong verdict there
@@ -31,12 +25,8 @@ _PERMANENT = re.compile(
     re.IGNORECASE,
 )
 
-# Full-jitter exponential backoff (many pods must not retry in step), capped at one second so
-# that a database coming up is noticed quickly.
-BACKOFF = wait_random_exponential(multiplier=0.1, max=1.0, min=0.05)
 
-
-def until(timeout: float, wait: wait_base) -> Callable[[RetryCallState], float]:
+def until(timeout: float, wait: Callable[[RetryCallState], float]) -> Callable[..., float]:
     """`wait`, shortened so that the last attempt falls right on the deadline.
 
     With stop_after_delay this gives "keep trying for exactly `timeout`": never giving up early
@@ -60,11 +50,49 @@ def heals(error: BaseException) -> bool:
     return isinstance(error, ConnectFailed) and not _PERMANENT.search(str(error))
 
 
-def wait_for_database(
-    connect: Callable[[], Raw], timeout: float, log: structlog.stdlib.BoundLogger
-) -> Raw:
+def replaying(first: Any, attempt: Callable[[], Any]) -> Callable[[], Any]:
+    """`attempt`, except that its first call replays an outcome we already have.
+
+    The first try runs before tenacity is even imported (most runs need no second one, and
+    importing tenacity costs ~20 ms); when it fails, tenacity takes over and counts that try as
+    its attempt 1, so every attempt is still logged and paced by the same policy.
+    """
+    pending = [first]
+
+    def call() -> Any:
+        if pending:
+            outcome = pending.pop()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        return attempt()
+
+    return call
+
+
+def wait_for_database(connect: Callable[[], Raw], timeout: float, log: Log) -> Raw:
     """A live connection, or DatabaseUnavailable once `timeout` seconds have passed."""
     started = time.monotonic()
+    try:
+        raw, attempts = connect(), 1
+    except ConnectFailed as error:
+        if not heals(error):
+            raise DatabaseRejected(f"the database refused the connection: {error}") from None
+        raw, attempts = _keep_trying(replaying(error, connect), timeout, log, started)
+    log.info("database_ready", attempts=attempts, waited_s=round(time.monotonic() - started, 3))
+    return raw
+
+
+def _keep_trying(
+    connect: Callable[[], Raw], timeout: float, log: Log, started: float
+) -> tuple[Raw, int]:
+    from tenacity import (
+        RetryError,
+        Retrying,
+        retry_if_exception,
+        stop_after_delay,
+        wait_random_exponential,
+    )
 
     def report_attempt(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -76,14 +104,18 @@ def wait_for_database(
             elapsed_s=round(time.monotonic() - started, 3),
         )
 
+    # Full-jitter exponential backoff (many pods must not retry in step), capped at one second
+    # so that a database coming up is noticed quickly.
+    backoff = wait_random_exponential(multiplier=0.1, max=1.0, min=0.05)
+    remaining = timeout - (time.monotonic() - started)
     retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=until(timeout, BACKOFF),
+        stop=stop_after_delay(remaining),
+        wait=until(remaining, backoff),
         retry=retry_if_exception(heals),
         before_sleep=report_attempt,
     )
     try:
-        connection = retrying(connect)
+        raw = retrying(connect)
     except RetryError as exhausted:
         last = exhausted.last_attempt.exception()
         raise DatabaseUnavailable(
@@ -93,9 +125,4 @@ def wait_for_database(
         ) from None
     except ConnectFailed as error:
         raise DatabaseRejected(f"the database refused the connection: {error}") from None
-    log.info(
-        "database_ready",
-        attempts=retrying.statistics.get("attempt_number", 1),
-        waited_s=round(time.monotonic() - started, 3),
-    )
-    return connection
+    return raw, int(retrying.statistics.get("attempt_number", 1))

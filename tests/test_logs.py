@@ -1,4 +1,5 @@
-"""The log pipeline: contract keys, stdlib records routed through it, redaction as a processor."""
+"""The log pipeline: contract keys, stdlib records routed through it, redaction as a processor,
+and the light JSON path that renders exactly what structlog renders."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import warnings
 import pytest
 import structlog
 
-from migrator.logs import Redact, configure_logging, get_logger
+from migrator.logs import Log, Redact
 from migrator.settings import parse_database_url, redact
 
 
@@ -26,9 +27,36 @@ def lines(buffer: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
 
+def structlog_log(**options) -> Log:
+    log = Log(**options)
+    log.use_structlog()
+    return log
+
+
+EVENT = {
+    "step": 3,
+    "steps": 7,
+    "revision": "a1b2c3",
+    "message": "add due date hunter2!x",
+    "nested": {"list": ["x", 1, None, 2.5], "url": "postgresql://u:hunter2!x@h/db"},
+    "error": ValueError("boom"),
+}
+
+
+def test_light_and_structlog_paths_render_the_same_line(stream) -> None:
+    secrets = ("hunter2!x",)
+    Log(secrets=secrets, stream=stream).warning("migration_finished", **EVENT)
+    structlog_log(secrets=secrets, stream=stream).warning("migration_finished", **EVENT)
+    light, full = stream.getvalue().splitlines()
+    cut = len('{"timestamp": "2026-11-25T20:15:37.759381Z"')
+    assert light[cut:] == full[cut:]
+    assert "hunter2" not in light
+    assert json.loads(light)["timestamp"].endswith("Z")
+
+
 def test_structlog_and_stdlib_records_share_one_json_renderer(stream) -> None:
-    configure_logging(fmt="json", level="info", stream=stream)
-    get_logger("migrator").info("starting", command="upgrade")
+    logging.captureWarnings(False)  # undo an earlier test's capture, which pytest displaced
+    structlog_log(stream=stream).info("starting", command="upgrade")
     logging.getLogger("some.library").warning("careful: %s", "thing")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -40,40 +68,45 @@ def test_structlog_and_stdlib_records_share_one_json_renderer(stream) -> None:
     assert (second["logger"], second["level"], second["event"]) == (
         "some.library", "warning", "careful: thing",
     )  # fmt: skip
+    assert list(second)[:4] == ["timestamp", "level", "logger", "event"]
     assert third["logger"] == "py.warnings" and "deprecated knob" in third["event"]
 
 
 def test_alembic_chatter_only_at_debug(stream) -> None:
-    configure_logging(fmt="json", level="info", stream=stream)
+    structlog_log(level="info", stream=stream)
     logging.getLogger("alembic.runtime.migration").info("Context impl PostgresqlImpl.")
     assert stream.getvalue() == ""
-    configure_logging(fmt="json", level="debug", stream=stream)
+    structlog_log(level="debug", stream=stream)
     logging.getLogger("alembic.runtime.migration").info("Context impl PostgresqlImpl.")
     assert lines(stream)[0]["event"] == "Context impl PostgresqlImpl."
 
 
-def test_level_filter(stream) -> None:
-    configure_logging(fmt="json", level="warning", stream=stream)
-    log = get_logger("migrator")
+@pytest.mark.parametrize("make", [Log, structlog_log])
+def test_level_filter(stream, make) -> None:
+    log = make(level="warning", stream=stream)
     log.info("quiet")
     log.warning("loud")
-    assert [line["event"] for line in lines(stream)] == ["loud"]
+    log.error("louder")
+    assert [line["event"] for line in lines(stream)] == ["loud", "louder"]
 
 
-def test_redaction_reaches_nested_values_and_stdlib_records(stream) -> None:
+@pytest.mark.parametrize("make", [Log, structlog_log])
+def test_redaction_reaches_nested_values(stream, make) -> None:
     secrets = parse_database_url("postgresql://app:hunter2%21x@db/app").secrets
     assert set(secrets) == {"hunter2%21x", "hunter2!x"}
-    configure_logging(fmt="json", secrets=secrets, stream=stream)
-    get_logger("migrator").error(
+    make(secrets=secrets, stream=stream).error(
         "failed", message="auth hunter2!x failed", nested={"list": ["x hunter2%21x y"]}
     )
+    assert "hunter2" not in stream.getvalue()
+    (event,) = lines(stream)
+    assert event["message"] == "auth *** failed"
+    assert event["nested"] == {"list": ["x *** y"]}
+
+
+def test_stdlib_records_are_redacted_too(stream) -> None:
+    structlog_log(secrets=("hunter2!x",), stream=stream)
     logging.getLogger("sqlalchemy").error("connect to postgresql://app:hunter2!x@db/app")
-    text = stream.getvalue()
-    assert "hunter2" not in text
-    first, second = lines(stream)
-    assert first["message"] == "auth *** failed"
-    assert first["nested"] == {"list": ["x *** y"]}
-    assert second["event"] == "connect to postgresql://app:***@db/app"
+    assert lines(stream)[0]["event"] == "connect to postgresql://app:***@db/app"
 
 
 def test_any_url_password_is_masked_even_when_unknown() -> None:
@@ -88,8 +121,7 @@ def test_redact_processor_leaves_other_types_alone() -> None:
 
 
 def test_console_renders_progress_lines(stream) -> None:
-    configure_logging(fmt="console", stream=stream)
-    get_logger("migrator").info(
+    Log(fmt="console", stream=stream).info(
         "migration_finished", step=3, steps=7, revision="a1b2c3", message="add due date",
         duration_s=0.42, direction="upgrade",
     )  # fmt: skip
