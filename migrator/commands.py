@@ -7,7 +7,6 @@ with nothing to do never pays for those imports.
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from migrator.database import (
     prepare_for_work,
 )
 from migrator.errors import DatabaseUnavailable, DDLTimeout, MigrateError, NotUpToDate, UsageError
-from migrator.locking import migration_lock
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import Settings
@@ -136,6 +134,8 @@ def _mutate(job: Job, kind: str) -> None:
     with connected(job) as raw:
         if cheap and _at_head(job, raw):
             return
+        from migrator.locking import migration_lock  # not needed by a run with nothing to do
+
         prepare_for_work(raw)
         database = job.settings.require_database()
         lock = migration_lock(raw, database, job.lock_name, job.settings.lock_timeout, job.log)
@@ -313,6 +313,8 @@ def _pause_before_next_poll(deadline: float, current: list[str] | None, heads: l
             current=current,
             heads=heads,
         )
+    import random
+
     time.sleep(min(random.uniform(0.5, 1.0), remaining))  # noqa: S311 - jitter, not crypto
 
 

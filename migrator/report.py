@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ def report(
     elif isinstance(error, Interrupted):
         log.warning("interrupted", signal=str(error), running=outcome.running)
     else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
+        import traceback
+
         fields.update(traceback=traceback.format_exception(error))
     log.error("failed", **fields)
     _write_termination_message(log, termination_log, secrets, "failed", fields)
