@@ -1,0 +1,777 @@
+"""Benchmark: the runner (`entrypoint.py upgrade head`) against bare `alembic upgrade head`.
+
+    .venv/bin/python bench/run.py [--iterations N] [--quick] [--output bench/RESULTS.md]
+
+Starts a throwaway PostgreSQL cluster (tests/pgcluster.py), generates linear revision chains of
+5, 50 and 300 revisions (each creates one table with an index) into temporary script
+directories, runs every scenario alternating the runner and bare Alembic on the same cluster,
+and prints one markdown table. See bench/README.md for what each scenario measures. A missed
+target is reported, never fatal; the exit status is non-zero only when a run itself fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the project venv's bin: python, alembic
+RUN_TIMEOUT = 600.0
+TOOLS = ("runner", "alembic")
+
+
+class BenchError(Exception):
+    """A run did not do what it must (non-zero exit, wrong work done): the benchmark is void."""
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured process: its output lines with arrival times, exit status and peak RSS."""
+
+    label: str
+    argv: list[str]
+    pid: int = 0
+    t_spawn: float = 0.0  # time.monotonic() in the spawner, just before posix_spawn
+    t_exit: float = 0.0  # time.monotonic() in the spawner, just after wait4 returned
+    exit_code: int | None = None
+    maxrss_kb: int = 0
+    lines: list[tuple[float, str, str]] = field(default_factory=list)  # (arrival, stream, text)
+    error: str | None = None
+    spawned: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return self.t_exit - self.t_spawn
+
+    @property
+    def rss_mib(self) -> float:
+        return self.maxrss_kb / 1024
+
+    @property
+    def first_line(self) -> float:
+        """Seconds from spawn to the first line on stdout or stderr."""
+        return min(t for t, _, _ in self.lines) - self.t_spawn
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for _, stream, text in list(self.lines):
+            if stream == "stdout" and text.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(text))
+        return found
+
+    def event(self, name: str) -> dict[str, Any] | None:
+        return next((event for event in self.events() if event.get("event") == name), None)
+
+    def arrivals(self, predicate: Callable[[str, str], bool]) -> list[float]:
+        return [t for t, stream, text in list(self.lines) if predicate(stream, text)]
+
+    def wait_for_event(self, name: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while (found := self.event(name)) is None:
+                if self.exited.is_set() and not any(r.is_alive() for r in self.readers):
+                    raise BenchError(f"{self.label} exited before `{name}`:\n{self.tail()}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{self.label}: no `{name}` within {timeout:g} s")
+                self.changed.wait(0.05)
+        return found
+
+    def tail(self, count: int = 15) -> str:
+        return "\n".join(f"  {stream}: {text}" for _, stream, text in self.lines[-count:])
+
+    def read(self, fd: int, stream: str) -> None:
+        with open(fd, "rb") as pipe:
+            for raw in pipe:
+                arrived = time.monotonic()
+                with self.changed:
+                    self.lines.append((arrived, stream, raw.decode(errors="replace").rstrip()))
+                    self.changed.notify_all()
+
+
+class Spawner:
+    """Starts processes through bench/spawner.py (see its docstring: honest peak RSS)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(REPO / "bench" / "spawner.py"), str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._channel = ours
+        self._runs: dict[str, Run] = {}
+        self._counter = 0
+        self._receiver = threading.Thread(target=self._receive, daemon=True)
+        self._receiver.start()
+
+    def _receive(self) -> None:
+        with contextlib.suppress(OSError):  # the socket closes at the end
+            self._receive_replies()
+
+    def _receive_replies(self) -> None:
+        while data := self._channel.recv(1 << 20):
+            reply = json.loads(data)
+            run = self._runs[reply["id"]]
+            if "error" in reply:
+                run.error = reply["error"]
+                run.spawned.set()
+                run.exited.set()
+            elif "pid" in reply:
+                run.pid, run.t_spawn = reply["pid"], reply["t_spawn"]
+                run.spawned.set()
+            else:
+                run.exit_code = os.waitstatus_to_exitcode(reply["status"])
+                run.maxrss_kb, run.t_exit = reply["maxrss_kb"], reply["t_exit"]
+                self._runs.pop(reply["id"])
+                run.exited.set()
+            with run.changed:
+                run.changed.notify_all()
+
+    def start(self, label: str, argv: Sequence[str], env: dict[str, str]) -> Run:
+        self._counter += 1
+        run = Run(label=label, argv=list(argv))
+        request_id = str(self._counter)
+        self._runs[request_id] = run
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            reader = threading.Thread(target=run.read, args=(fd, stream), daemon=True)
+            reader.start()
+            run.readers.append(reader)
+        message = json.dumps({"id": request_id, "argv": run.argv, "env": env}).encode()
+        socket.send_fds(self._channel, [message], [out_w, err_w])
+        os.close(out_w)
+        os.close(err_w)
+        return run
+
+    def wait(self, run: Run, timeout: float = RUN_TIMEOUT) -> Run:
+        if not run.exited.wait(timeout):
+            if run.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.pid, signal.SIGKILL)
+            raise BenchError(f"{run.label} did not exit within {timeout:g} s:\n{run.tail()}")
+        for reader in run.readers:
+            reader.join(timeout)
+        if run.error:
+            raise BenchError(run.error)
+        return run
+
+    def close(self) -> None:
+        """Closing the socket makes the spawner kill whatever still runs, then exit."""
+        with contextlib.suppress(OSError):
+            self._channel.shutdown(socket.SHUT_RDWR)
+        self._channel.close()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+# -- generated script directories ----------------------------------------------------------------
+
+MODELS_STANDIN = '''"""Stand-in for the application's models: the generated revisions have none."""
+
+from sqlalchemy import MetaData
+
+
+class Base:
+    metadata = MetaData()
+'''
+
+INI = """# Generated by bench/run.py: {count} generated revisions, the repository's env.py.
+[alembic]
+script_location = {directory}/migrations
+# This directory first (its models/ stand-in), then the repository root (migrator/).
+prepend_sys_path = {directory}{pathsep}{repo}
+path_separator = os
+version_table = alembic_version
+"""
+
+REVISION = '''"""bench table {n:04d}
+
+Revision ID: {revision}
+Revises: {revises}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down_revision!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "bench_{n:04d}",
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+    )
+    op.create_index("ix_bench_{n:04d}_name", "bench_{n:04d}", ["name"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_bench_{n:04d}_name", table_name="bench_{n:04d}")
+    op.drop_table("bench_{n:04d}")
+'''
+
+
+def revision_id(n: int) -> str:
+    return hashlib.sha256(f"bench revision {n}".encode()).hexdigest()[:12]
+
+
+def generate_scripts(root: Path, count: int) -> Path:
+    """A script directory with `count` chained revisions; returns its alembic.ini."""
+    directory = root / f"scripts-{count}"
+    versions = directory / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy2(REPO / "migrations" / name, directory / "migrations" / name)
+    (directory / "models").mkdir()
+    (directory / "models" / "__init__.py").write_text(MODELS_STANDIN)
+    ini = directory / "alembic.ini"
+    ini.write_text(INI.format(count=count, directory=directory, pathsep=os.pathsep, repo=REPO))
+    for n in range(1, count + 1):
+        down = revision_id(n - 1) if n > 1 else None
+        text = REVISION.format(n=n, revision=revision_id(n), revises=down or "", down_revision=down)
+        (versions / f"{n:04d}_{revision_id(n)}_bench_table_{n:04d}.py").write_text(text)
+    image_build_steps(directory)
+    return ini
+
+
+def image_build_steps(directory: Path) -> None:
+    """What the Dockerfile does to /app after copying the scripts, done here the same way.
+
+    Today: byte-compile (checked-hash pyc), so no run pays for compiling the revision files.
+    When the image build learns to write more (e.g. a heads file for a fast no-op path), add the
+    same step here, or the benchmark measures the fallback path instead.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
+         str(directory)],
+        check=True,
+    )  # fmt: skip
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+
+class Bench:
+    def __init__(self, cluster: Any, spawner: Spawner, scripts: dict[int, Path], iterations: int):
+        self.cluster = cluster
+        self.spawner = spawner
+        self.scripts = scripts
+        self.iterations = iterations
+        self.samples: dict[tuple[str, str], Sample] = {}
+        self.checks: list[str] = []
+
+    # helpers ---------------------------------------------------------------------------------
+    def sample(self, scenario: str, tool: str) -> Sample:
+        return self.samples.setdefault((scenario, tool), Sample())
+
+    def env(self, database: str, count: int) -> dict[str, str]:
+        dropped = ("MIGRATE_", "DATABASE_URL", "ALEMBIC_CONFIG", "PYTHON")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+        env.update(DATABASE_URL=self.cluster.url(database), ALEMBIC_CONFIG=str(self.scripts[count]))
+        return env
+
+    def argv(self, tool: str, count: int) -> list[str]:
+        if tool == "runner":
+            return [sys.executable, str(REPO / "entrypoint.py"), "upgrade", "head"]
+        return [str(BIN / "alembic"), "-c", str(self.scripts[count]), "upgrade", "head"]
+
+    def start(self, tool: str, count: int, database: str, label: str) -> Run:
+        return self.spawner.start(label, self.argv(tool, count), self.env(database, count))
+
+    def finish(self, run: Run) -> Run:
+        self.spawner.wait(run)
+        if run.exit_code != 0:
+            raise BenchError(f"{run.label} exited {run.exit_code}:\n{run.tail()}")
+        return run
+
+    def run(self, tool: str, count: int, database: str, label: str) -> Run:
+        return self.finish(self.start(tool, count, database, label))
+
+    def create_database(self) -> str:
+        return str(self.cluster.create_database())
+
+    def drop_database(self, name: str) -> None:
+        connection = self.cluster.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def database(self, at_head_of: int | None = None) -> Iterator[str]:
+        name = self.create_database()
+        try:
+            if at_head_of is not None:
+                self.run("runner", at_head_of, name, f"prepare {name}")
+            yield name
+        finally:
+            with contextlib.suppress(Exception):
+                self.drop_database(name)
+
+    def order(self, iteration: int) -> tuple[str, ...]:
+        """Alternate which tool goes first, so a drift during the run favours neither."""
+        return TOOLS if iteration % 2 == 0 else TOOLS[::-1]
+
+    # scenarios -------------------------------------------------------------------------------
+    def noop(self, count: int) -> None:
+        scenario = f"no-op, {count} revisions"
+        with self.database(at_head_of=count) as name:
+            for tool in TOOLS:  # warm-up: page cache, first-run effects
+                self.run(tool, count, name, f"{scenario} warm-up {tool}")
+            for iteration in range(self.iterations):
+                for tool in self.order(iteration):
+                    run = self.run(tool, count, name, f"{scenario} {tool}")
+                    applied = _applied(run, tool)
+                    if applied:
+                        raise BenchError(f"{run.label} applied {applied} at head:\n{run.tail()}")
+                    self.sample(scenario, tool).add(run.wall)
+                    self.sample(f"peak RSS, no-op, {count} revisions", tool).add(run.rss_mib)
+                    self.sample("startup: spawn -> first log line (no-op runs)", tool).add(
+                        run.first_line
+                    )
+                log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+
+    def apply(self, count: int) -> None:
+        scenario = f"apply from empty, {count} revisions"
+        for iteration in range(self.iterations):
+            for tool in self.order(iteration):
+                with self.database() as name:
+                    run = self.run(tool, count, name, f"{scenario} {tool}")
+                if (applied := _applied(run, tool)) != count:
+                    raise BenchError(f"{run.label} applied {applied}, not {count}:\n{run.tail()}")
+                self.sample(scenario, tool).add(run.wall)
+                self.sample(f"peak RSS, full run, {count} revisions", tool).add(run.rss_mib)
+                starts = _revision_starts(run, tool)
+                gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+                per_revision = f"apply: time per revision (median gap), {count}-chain"
+                self.sample(per_revision, tool).add(statistics.median(gaps))
+            log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+
+    def concurrency(self, count: int, sizes: Sequence[int]) -> None:
+        for iteration in range(self.iterations):
+            for size in sizes if iteration % 2 == 0 else sizes[::-1]:
+                scenario = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
+                with self.database() as name:
+                    runs = [
+                        self.start("runner", count, name, f"{scenario} #{i + 1}")
+                        for i in range(size)
+                    ]
+                    for run in runs:
+                        self.finish(run)
+                applied = sum(_applied(run, "runner") for run in runs)
+                if applied != count:
+                    raise BenchError(f"{scenario}: {applied} revisions applied in total")
+                wall = max(r.t_exit for r in runs) - min(r.t_spawn for r in runs)
+                self.sample(scenario, "runner").add(wall)
+            log(f"concurrency: iteration {iteration + 1}/{self.iterations} done")
+        total = self.iterations * sum(sizes)
+        self.checks.append(
+            f"Concurrency: all {total} runner processes exited 0, and in every group the "
+            f"{count} revisions were applied exactly once."
+        )
+
+    def wake_on_database_start(self, count: int) -> None:
+        """Server accepting connections -> the runner's `database_ready` event."""
+        scenario = "wake-up: server accepting -> database_ready"
+        with self.database(at_head_of=count) as name:
+            for iteration in range(self.iterations):
+                self.cluster.stop()
+                run = self.start("runner", count, name, scenario)
+                run.wait_for_event("database_unavailable", 30)
+                time.sleep(random.uniform(0.5, 2.5))  # noqa: S311 - a random phase, not crypto
+                accepting = self._start_cluster_and_poll()
+                self.finish(run)
+                ready = _timestamp(run.wait_for_event("database_ready", 0))
+                self.sample(scenario, "runner").add(max(0.0, ready - accepting))
+                log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+
+    def _start_cluster_and_poll(self) -> float:
+        """Start the cluster; the wall-clock time of the first connection attempt it accepted."""
+        import psycopg2  # noqa: PLC0415 - only the harness needs it, and only here and in pgcluster
+
+        starter = threading.Thread(target=self.cluster.start)
+        starter.start()
+        try:
+            while True:
+                attempt = time.time()
+                try:
+                    psycopg2.connect(self.cluster.url("postgres"), connect_timeout=2).close()
+                except psycopg2.OperationalError:
+                    time.sleep(0.002)
+                    continue
+                return attempt
+        finally:
+            starter.join()
+
+    def wake_on_lock_release(self, count: int) -> None:
+        """Lock released by its holder -> the waiting runner's `lock_acquired` event.
+
+        On an empty database: a runner that finds nothing to do may rightly skip the lock.
+        """
+        from migrator.locking import lock_key  # noqa: PLC0415 - heavy; the harness only
+
+        scenario = "wake-up: lock released -> lock_acquired"
+        key = lock_key("alembic:alembic_version")
+        for iteration in range(self.iterations):
+            with self.database() as name:
+                holder = self.cluster.connect(name)
+                try:
+                    with holder.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+                        run = self.start("runner", count, name, scenario)
+                        run.wait_for_event("lock_waiting", 60)
+                        time.sleep(random.uniform(1.0, 2.5))  # noqa: S311 - a random phase
+                        cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                        released = time.time()
+                finally:
+                    holder.close()
+                self.finish(run)
+            if (applied := _applied(run, "runner")) != count:
+                raise BenchError(f"{run.label} applied {applied}, not {count}:\n{run.tail()}")
+            acquired = _timestamp(run.wait_for_event("lock_acquired", 0))
+            self.sample(scenario, "runner").add(acquired - released)
+            log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+
+
+def _applied(run: Run, tool: str) -> int:
+    if tool == "runner":
+        finished = run.event("finished")
+        if finished is None:
+            raise BenchError(f"{run.label}: no `finished` event:\n{run.tail()}")
+        return int(finished["applied"])
+    return len(_revision_starts(run, tool))
+
+
+def _revision_starts(run: Run, tool: str) -> list[float]:
+    """When each revision began, as the lines arrived (the same clock for both tools)."""
+    if tool == "runner":
+        return run.arrivals(lambda stream, text: '"event": "migration_started"' in text)
+    return run.arrivals(lambda stream, text: "Running upgrade" in text)  # bare Alembic's INFO
+
+
+def _timestamp(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    tool: str
+    unit: str  # "s" or "MiB"
+    baseline: tuple[str, str] | None = None  # the (scenario, tool) the ratio divides by
+    baseline_name: str = ""
+    limit: float | None = None  # target on the ratio, or on the value when `absolute`
+    absolute: bool = False
+    target: str = ""
+    on: str = "median"  # which statistic the target is judged on
+
+
+def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
+    """Every row of the table, in order, with its baseline and target."""
+    result: list[Row] = []
+    for kind, counts, limit in (
+        ("no-op", sizes["noop"], 0.15),
+        ("apply from empty", sizes["apply"], 1.10),
+    ):
+        for count in counts:
+            s = f"{kind}, {count} revisions"
+            target = f"runner/bare ≤ {limit:.2f}"
+            result += [Row(s, "runner", "s", (s, "alembic"), "bare", limit, target=target)]
+            result += [Row(s, "alembic", "s")]
+    small, large = min(sizes["apply"]), max(sizes["apply"])
+    per_revision = "apply: time per revision (median gap), {}-chain"
+    for tool in TOOLS:
+        base = (per_revision.format(small), tool)
+        runner = tool == "runner"
+        result += [
+            Row(base[0], tool, "s"),
+            Row(
+                per_revision.format(large), tool, "s", base, f"{small}-chain",
+                1.20 if runner else None, target=f"flat: ≤ 1.20x the {small}-chain" * runner,
+            ),
+        ]  # fmt: skip
+    count = sizes["concurrency_revisions"][0]
+    one = (f"concurrency: 1 runner, {count} rev.", "runner")
+    for size in sizes["concurrency"]:
+        s = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
+        big = size == max(sizes["concurrency"])
+        limit, target = (1.5, "≤ 1.5x one runner") if big else (None, "")
+        result.append(Row(s, "runner", "s", one, "1 runner", limit, target=target))
+    for s, limit in (
+        ("wake-up: server accepting -> database_ready", 1.0),
+        ("wake-up: lock released -> lock_acquired", 0.5),
+    ):
+        result.append(Row(s, "runner", "s", None, "", limit, True, f"median ≤ {limit:g} s"))
+    s = "startup: spawn -> first log line (no-op runs)"
+    result += [
+        Row(s, "runner", "s", (s, "alembic"), "bare", 0.150, True, "≤ 150 ms (every run)", "max"),
+        Row(s, "alembic", "s"),
+    ]
+    for kind, counts, mib in (("no-op", sizes["noop"], 40), ("full run", sizes["apply"], 100)):
+        for count in counts:
+            s = f"peak RSS, {kind}, {count} revisions"
+            target = f"≤ {mib} MiB (every run)"
+            result += [
+                Row(s, "runner", "MiB", (s, "alembic"), "bare", mib, True, target, "max"),
+                Row(s, "alembic", "MiB"),
+            ]
+    return result
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    if abs(value) < 0.01:
+        return f"{value * 1000:.2f} ms"
+    return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+
+
+def table(bench: Bench, sizes: dict[str, Sequence[int]]) -> tuple[str, list[str]]:
+    lines = [
+        "| scenario | tool | median | min | max | ratio | target | met? |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    missed = []
+    for row in rows(sizes):
+        sample = bench.samples.get((row.scenario, row.tool))
+        if sample is None:
+            continue
+        ratio_text, verdict = "", ""
+        ratio = None
+        if row.baseline and row.baseline in bench.samples:
+            ratio = sample.median / bench.samples[row.baseline].median
+            ratio_text = f"{ratio:.2f}x {row.baseline_name}"
+        if row.limit is not None:
+            judged = max(sample.values) if row.on == "max" else sample.median
+            value = judged if row.absolute else ratio
+            met = value is not None and value <= row.limit
+            verdict = "met" if met else "**not met**"
+            if not met:
+                missed.append(f"{row.scenario} ({row.target})")
+        tool = "runner" if row.tool == "runner" else "bare alembic"
+        values = (
+            _fmt(v, row.unit) for v in (sample.median, min(sample.values), max(sample.values))
+        )
+        lines.append(
+            f"| {row.scenario} | {tool} | {' | '.join(values)} | {ratio_text} | {row.target} "
+            f"| {verdict} |"
+        )
+    return "\n".join(lines), missed
+
+
+def machine(cluster: Any) -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or "unknown",
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    memory = int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 / 1024
+    connection = cluster.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            server = cursor.fetchone()[0]
+    finally:
+        connection.close()
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in ("alembic", "sqlalchemy", "psycopg2-binary", "structlog", "tenacity")
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip() or "unknown"  # fmt: skip
+    return [
+        f"- CPUs: {len(os.sched_getaffinity(0))} (nproc), {model}",
+        f"- Memory: {memory:.1f} GiB; kernel {platform.release()}",
+        f"- PostgreSQL {server} (private throwaway cluster on 127.0.0.1, fsync=off)",
+        f"- Python {platform.python_version()}; {versions}",
+        f"- Repository: {commit}",
+    ]
+
+
+def report(
+    bench: Bench, args: argparse.Namespace, sizes: dict[str, Sequence[int]], info: dict[str, Any]
+) -> str:
+    body, missed = table(bench, sizes)
+    summary = (
+        f"{len(missed)} target(s) not met: " + "; ".join(missed) + "."
+        if missed
+        else "Every target met."
+    )
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Command: `{args.command}`  ",
+        f"Date: {info['date']}; took {info['duration']:.0f} s; {bench.iterations} iteration(s) "
+        "per scenario (median, min, max over the iterations).",
+        "",
+        *info["machine"],
+        "",
+    ]
+    if args.note:
+        parts += [args.note, ""]
+    parts += [
+        body,
+        "",
+        summary,
+        "",
+        *(f"{check}" for check in bench.checks),
+        "",
+        "Ratios divide medians. Times are wall-clock from spawn to exit unless the scenario names "
+        "other events; RSS is the process's own peak (ru_maxrss). See bench/README.md.",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=None, help="per scenario (default 7)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 1 iteration")
+    parser.add_argument("--output", type=Path, help="also write the report to this file")
+    parser.add_argument("--note", default="", help="a paragraph to put above the table")
+    args = parser.parse_args(argv)
+    if args.iterations is None:
+        args.iterations = 1 if args.quick else 7
+    if args.iterations < 1:
+        parser.error("--iterations must be at least 1")
+    python = os.path.relpath(sys.executable, Path.cwd()) if sys.executable else "python"
+    script = os.path.relpath(__file__, Path.cwd())
+    args.command = shlex.join([python, script, *argv])
+    return args
+
+
+def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: Any) -> str:
+    sizes: dict[str, Sequence[int]] = {
+        "noop": (5, 300),
+        "apply": (50, 300),
+        "concurrency": (1, 4, 16),
+        "concurrency_revisions": (50,),
+    }
+    started, load_before = time.monotonic(), os.getloadavg()
+    counts = sorted({*sizes["noop"], *sizes["apply"], *sizes["concurrency_revisions"]})
+    scripts = {count: generate_scripts(root, count) for count in counts}
+    log(f"generated script directories: {', '.join(map(str, counts))} revisions")
+    cluster.start()
+    bench = Bench(cluster, spawner, scripts, args.iterations)
+    for count in sizes["noop"]:
+        bench.noop(count)
+    for count in sizes["apply"]:
+        bench.apply(count)
+    bench.concurrency(sizes["concurrency_revisions"][0], sizes["concurrency"])
+    bench.wake_on_database_start(min(scripts))
+    bench.wake_on_lock_release(min(scripts))
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "duration": time.monotonic() - started,
+        "machine": [*machine(cluster), _load(load_before, os.getloadavg())],
+    }
+    return report(bench, args, sizes, info)
+
+
+def _load(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    """Other work on the machine skews every figure: say how busy it was."""
+    return (
+        f"- Load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in before)}; "
+        f"at end: {', '.join(f'{x:.2f}' for x in after)} (the benchmark's own processes included)"
+    )
+
+
+def _terminate(signum: int, _: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: cluster and temp dirs go
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.path.insert(0, str(REPO))
+    from tests.pgcluster import Cluster  # noqa: PLC0415 - needs the repository on sys.path
+
+    root = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
+    spawner = Spawner()
+    cluster = None
+    try:
+        cluster = Cluster()
+        text = benchmark(args, root, spawner, cluster)
+    except BenchError as error:
+        log(f"a run failed, no results: {error}")
+        return 1
+    finally:
+        spawner.close()
+        if cluster is not None:
+            cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text)
+        log(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
