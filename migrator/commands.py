@@ -138,8 +138,18 @@ def _mutate(job: Job, kind: str) -> None:
 
         prepare_for_work(raw)
         database = job.settings.require_database()
-        lock = migration_lock(raw, database, job.lock_name, job.settings.lock_timeout, job.log)
+        lock = migration_lock(
+            raw,
+            database,
+            name=job.lock_name,
+            timeout=job.settings.lock_timeout,
+            log=job.log,
+            # A waiter whose work another runner finished stops waiting at once.
+            unneeded=(lambda: _at_head(job, raw)) if cheap else (lambda: False),
+        )
         with lock as waited:
+            if waited is None:
+                return
             job.outcome.lock_wait_s = waited
             if cheap and _at_head(job, raw):
                 return

@@ -147,11 +147,17 @@ def make_lock(raw: Raw, database: DatabaseURL, name: str) -> Lock | None:
 def migration_lock(
     raw: Raw,
     database: DatabaseURL,
+    *,
     name: str,
     timeout: float,
     log: Log,
-) -> Iterator[float]:
-    """Hold the migration lock for the body; yields the seconds spent waiting for it."""
+    unneeded: Callable[[], bool] = lambda: False,
+) -> Iterator[float | None]:
+    """Hold the migration lock for the body; yields the seconds spent waiting for it.
+
+    While waiting, `unneeded()` is asked between polls; once it says the work is done (another
+    runner finished it), the wait ends without the lock and the body gets None.
+    """
     lock = make_lock(raw, database, name)
     if lock is None:
         log.info("lock_skipped", reason="private in-memory database")
@@ -160,8 +166,10 @@ def migration_lock(
     started = time.monotonic()
     acquired = lock.try_acquire()  # uncontended: no need to load the polling machinery
     if not acquired:
-        retry = replaying(acquired, lock.try_acquire)
-        _acquire(retry, lock, name=name, timeout=timeout, log=log, started=started)
+        attempt = replaying(acquired, lambda: lock.try_acquire() or (None if unneeded() else False))
+        if _acquire(attempt, lock, name=name, timeout=timeout, log=log, started=started) is None:
+            yield None
+            return
     try:
         lock.verify()
         waited = round(time.monotonic() - started, 3)
@@ -179,14 +187,15 @@ def migration_lock(
 
 
 def _acquire(
-    try_acquire: Callable[[], bool],
+    attempt: Callable[[], bool | None],
     lock: Lock,
     *,
     name: str,
     timeout: float,
     log: Log,
     started: float,
-) -> None:
+) -> bool | None:
+    """Poll until `attempt` gives True (acquired) or None (no longer needed)."""
     from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
     from tenacity import wait_random_exponential as jittered
 
@@ -204,16 +213,17 @@ def _acquire(
                 timeout_s=timeout,
             )
 
-    # Polls capped at half a second apart, so that a freed lock is picked up quickly.
-    poll = jittered(multiplier=0.02, max=0.5, min=0.01)
+    # Polls at most a quarter of a second apart, so that a freed lock, or work another runner
+    # finished, is noticed quickly.
+    poll = jittered(multiplier=0.02, max=0.25, min=0.01)
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=until(timeout, poll),
-        retry=retry_if_result(lambda acquired: not acquired),
+        retry=retry_if_result(lambda outcome: outcome is False),
         before_sleep=report_holder,
     )
     try:
-        retrying(try_acquire)
+        return retrying(attempt)
     except RetryError:
         raise LockTimeout(
             f"migration lock {name!r} not acquired within {timeout:g} s "

@@ -16,10 +16,19 @@ from pathlib import Path
 
 from migrator.database import Raw, missing_table
 
-_ASSIGNMENT = r"^{name}\s*(?::[^=\n]*)?=\s*(?P<value>.+?)\s*(?:#.*)?$"
-_REVISION = re.compile(_ASSIGNMENT.format(name="revision"), re.MULTILINE)
-_DOWN_REVISION = re.compile(_ASSIGNMENT.format(name="down_revision"), re.MULTILINE)
-_DEPENDS_ON = re.compile(_ASSIGNMENT.format(name="depends_on"), re.MULTILINE)
+# `name[: annotation] = value  # comment` at the start of a line; one pass over each file.
+_ASSIGNMENT = re.compile(
+    r"^(?P<name>revision|down_revision|depends_on)\s*(?::[^=\n]*)?=\s*(?P<value>.+?)\s*(?:#.*)?$",
+    re.MULTILINE,
+)
+_PLAIN = re.compile(r"""None|(['"])([\w.-]+)\1""")  # what nearly every file holds: cheap to read
+
+
+def _literal(value: str) -> object:
+    plain = _PLAIN.fullmatch(value)
+    if plain:
+        return plain.group(2)  # None when the value is None
+    return ast.literal_eval(value)  # tuples and lists of revisions, for merges
 
 
 @dataclass(frozen=True)
@@ -103,11 +112,14 @@ def _read_revision(path: Path) -> tuple[str, tuple[str, ...]] | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    found = [pattern.findall(text) for pattern in (_REVISION, _DOWN_REVISION, _DEPENDS_ON)]
-    if len(found[0]) != 1 or len(found[1]) != 1 or len(found[2]) > 1:
+    found: dict[str, list[str]] = {"revision": [], "down_revision": [], "depends_on": []}
+    for match in _ASSIGNMENT.finditer(text):
+        found[match["name"]].append(match["value"])
+    counts = [len(values) for values in found.values()]
+    if counts[0] != 1 or counts[1] != 1 or counts[2] > 1:
         return None
     try:
-        revision, down, depends_on = (ast.literal_eval(f[0]) if f else None for f in found)
+        revision, down, depends_on = (_literal(v[0]) if v else None for v in found.values())
     except (ValueError, SyntaxError):
         return None
     if not isinstance(revision, str) or depends_on is not None:

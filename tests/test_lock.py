@@ -40,7 +40,8 @@ def test_eight_runners_at_once_migrate_exactly_once(cluster, attempt: int) -> No
     assert waited, "with eight runners at once, some must have waited for the lock"
     for result in waited:
         names = [e["event"] for e in result.events]
-        assert names.index("lock_waiting") < names.index("lock_acquired")
+        # A waiter stops as soon as the work is done, whether or not it got the lock meanwhile.
+        assert names.index("lock_waiting") < names.index("nothing_to_do")
     assert db.version() == [HEAD]
     assert db.advisory_locks() == 0
 
@@ -128,3 +129,21 @@ def _wait_for_backend(db: Database, prefix: str) -> list[str]:
             return [row[0] for row in rows]
         time.sleep(0.05)
     raise AssertionError(f"no backend named {prefix}* appeared")
+
+
+def test_a_waiter_whose_work_gets_done_stops_without_the_lock(db: Database) -> None:
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
+    try:
+        waiter = Running("upgrade", env=job_env(db.url))
+        waiter.wait_for("lock_waiting")
+        # The holder's work, done meanwhile (here by a runner on another lock name).
+        assert run_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_NAME="elsewhere")).code == 0
+        result = waiter.finish(timeout=20)
+        assert db.advisory_locks() == 1, "the holder still holds it"
+    finally:
+        holder.close()
+    assert result.code == 0
+    assert result.one("nothing_to_do")["current"] == [HEAD]
+    assert result.named("lock_acquired") == []
+    assert result.final["applied"] == 0
