@@ -155,5 +155,10 @@ def _secrets_in(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """The process entry point: run, then exit with the code."""
+    code = main()
+    # Everything is closed and every line written: skip the interpreter's teardown of the module
+    # graph, which once SQLAlchemy and Alembic are loaded costs ~60 ms for nothing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
