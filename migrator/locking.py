@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 
+HOLDER_LOOKUP_INTERVAL = 5.0  # seconds
+
+
 def lock_key(name: str) -> int:
     """The signed 64-bit advisory lock key for a lock name (stable across runs and hosts)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
@@ -200,10 +203,16 @@ def _acquire(
     from tenacity import wait_random_exponential as jittered
 
     last_holder: list[Any] = [object()]
+    next_look = [0.0]
 
     def report_holder(state: RetryCallState) -> None:
+        # Who holds the lock, looked up every few seconds rather than every poll: sixteen
+        # waiters asking pg_stat_activity four times a second would load the server for nothing.
+        if time.monotonic() < next_look[0]:
+            return
+        next_look[0] = time.monotonic() + HOLDER_LOOKUP_INTERVAL
         holder = lock.holder()
-        if holder != last_holder[0]:  # once per holder, not once per poll
+        if holder != last_holder[0]:  # once per holder, not once per look
             last_holder[0] = holder
             log.info(
                 "lock_waiting",
