@@ -1,4 +1,4 @@
-"""Command line -> a command function; the one place that turns failures into exit codes."""
+"""Command line -> a command function -> the final report; every failure ends up there."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from migrator import __version__, interrupts
 from migrator.commands import COMMANDS, Job, Request
-from migrator.errors import Interrupted, MigrateError, UsageError
+from migrator.errors import Interrupted, UsageError
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.report import report
@@ -20,7 +20,7 @@ from migrator.settings import (
     OPTIONS,
     Settings,
     load_settings,
-    parse_database_url,
+    password_candidates,
     termination_log,
 )
 
@@ -97,16 +97,18 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Set
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     started = time.monotonic()
     environ = os.environ if environ is None else environ
+    words = sys.argv[1:] if argv is None else argv
     interrupts.install()
     try:
-        request, settings = parse(sys.argv[1:] if argv is None else argv, environ)
-    except UsageError as error:
+        request, settings = parse(words, environ)
+    except (Exception, Interrupted) as error:
         secrets = _secrets_in(environ)
-        log = Log(secrets=secrets)
-        words = sys.argv[1:] if argv is None else argv
         outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
+        interrupts.shield()
         path = termination_log(environ)
-        return report(log, outcome, started, error, termination_log=path, secrets=secrets)
+        return report(
+            Log(secrets=secrets), outcome, started, error, termination_log=path, secrets=secrets
+        )
 
     # --sql writes the SQL script to stdout, so the log moves to stderr there.
     log = Log(
@@ -116,26 +118,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr if request.sql else sys.stdout,
     )
     outcome = Outcome(command=request.command)
-    log.info(
-        "starting",
-        command=request.command,
-        revision=request.revision,
-        sql=request.sql,
-        version=__version__,
-        database=settings.database.redacted if settings.database else None,
-        alembic_config=str(settings.alembic_config),
-        wait_timeout_s=settings.wait_timeout,
-        lock_timeout_s=settings.lock_timeout,
-        pid=os.getpid(),
-        host=socket.gethostname(),
-    )
-    job = Job(request=request, settings=settings, log=log, outcome=outcome)
+    failure: BaseException | None = None
     try:
-        COMMANDS[request.command](job)
+        log.info(
+            "starting",
+            command=request.command,
+            revision=request.revision,
+            sql=request.sql,
+            version=__version__,
+            database=settings.database.redacted if settings.database else None,
+            alembic_config=str(settings.alembic_config),
+            wait_timeout_s=settings.wait_timeout,
+            lock_timeout_s=settings.lock_timeout,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )
+        COMMANDS[request.command](Job(request=request, settings=settings, log=log, outcome=outcome))
     except (Exception, Interrupted) as error:
-        failure: BaseException | None = error
-    else:
-        failure = None
+        failure = error
+    interrupts.shield()  # a late signal must not cut the final event short
     return report(
         log,
         outcome,
@@ -148,10 +149,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _secrets_in(environ: Mapping[str, str]) -> tuple[str, ...]:
     """Best effort for errors raised before the settings exist."""
-    try:
-        return parse_database_url(environ.get("DATABASE_URL", "")).secrets
-    except MigrateError:
-        return ()
+    return password_candidates(environ.get("DATABASE_URL", ""))
 
 
 def run() -> None:

@@ -295,20 +295,20 @@ def await_head(job: Job) -> None:
     """
     deadline = time.monotonic() + job.settings.await_timeout
     heads = job.heads
-    current: list[str] | None = None
+    seen: list[str] | None = None  # the last revisions read; None: the database never answered
     while True:
         try:
             with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
                 while (found := versions.current(raw, job.ini)) != heads:
-                    if found != current:
+                    if found != seen:
                         job.log.info("awaiting_head", current=found, heads=heads)
-                    current = found
-                    _pause_before_next_poll(deadline, current, heads)
+                    seen = found
+                    _pause_before_next_poll(deadline, seen, heads)
         except DatabaseUnavailable as error:
-            if time.monotonic() >= deadline:
+            if seen is None and time.monotonic() >= deadline:
                 raise
             job.log.warning("database_unavailable", error=str(error))  # broke between polls
-            _pause_before_next_poll(deadline, current, heads)
+            _pause_before_next_poll(deadline, seen, heads)
             continue
         job.outcome.revisions_after = found
         job.log.info("up_to_date", revisions=found)

@@ -37,7 +37,15 @@ def install() -> None:
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    # The thread keeps `writer` referenced: were it collected, its descriptor would close and the
+    # wake-up byte could land on whatever file reuses the number.
     threading.Thread(target=_watch, args=(reader, writer), daemon=True).start()
+
+
+def shield() -> None:
+    """From here on, termination signals are ignored: the job is writing its final event."""
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def received() -> int | None:
@@ -57,8 +65,7 @@ def cancelling(cancel: Callable[[], None]) -> Iterator[None]:
 
 def _interrupt(signum: int, _: FrameType | None) -> None:
     # The first signal starts an orderly exit; later ones must not break that cleanup halfway.
-    for other in SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
+    shield()
     _State.received = _State.received or signum
     raise Interrupted(signum)
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from migrator.database import Raw, sqlite_path
+from migrator.database import Raw, lost, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
 from migrator.logs import Log
 from migrator.settings import DatabaseURL
@@ -40,6 +40,7 @@ def lock_key(name: str) -> int:
 
 
 class Lock(Protocol):
+    def gone(self) -> bool: ...
     def try_acquire(self) -> bool: ...
     def verify(self) -> None: ...
     def holder(self) -> dict[str, Any] | None: ...
@@ -50,6 +51,9 @@ class AdvisoryLock:
     def __init__(self, raw: Raw, name: str) -> None:
         self._raw = raw
         self.key = lock_key(name)
+
+    def gone(self) -> bool:
+        return lost(self._raw)
 
     def _row(self, sql: str, **params: Any) -> dict[str, Any] | None:
         with self._raw.cursor() as cursor:
@@ -120,6 +124,9 @@ class FileLock:
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         self._fd = fd
         return True
+
+    def gone(self) -> bool:
+        return False
 
     def verify(self) -> None:
         """flock is held by the open descriptor itself: nothing can take it away."""
@@ -234,9 +241,11 @@ def _acquire(
     try:
         return retrying(attempt)
     except RetryError:
+        holder = lock.holder()
         raise LockTimeout(
             f"migration lock {name!r} not acquired within {timeout:g} s "
-            f"(MIGRATE_LOCK_TIMEOUT); held by {lock.holder() or 'an unknown session'}"
+            f"(MIGRATE_LOCK_TIMEOUT); held by {holder or 'an unknown session'}",
+            holder=holder,
         ) from None
 
 
@@ -245,7 +254,9 @@ def _release(lock: Lock, name: str, log: Log) -> bool:
     try:
         held = lock.release()
     except Exception as error:
-        log.warning("lock_released", lock=name, by="server", reason=describe(error))
+        # Either way the lock goes with the session: ours ends when the connection closes.
+        by = "server" if lock.gone() else "closing the connection"
+        log.warning("lock_released", lock=name, by=by, reason=describe(error))
         return True
     if held:
         log.info("lock_released", lock=name)

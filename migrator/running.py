@@ -59,9 +59,16 @@ def load_project(config_path: str, log: Log, **attributes: Any) -> Project:
     config = Config(config_path, stdout=cast(TextIO, LogWriter(log)))
     config.attributes.update(attributes)
     try:
-        return Project(config, ScriptDirectory.from_config(config))
-    except CommandError as error:
+        script = ScriptDirectory.from_config(config)
+        script.revision_map.heads  # noqa: B018 - builds the map now: a broken chain fails here
+    except KeyError as error:
+        raise RevisionError(
+            f"cannot load the migration scripts: a revision names {error.args[0]!r} as its "
+            "down_revision, and no file defines it"
+        ) from None
+    except (CommandError, AlembicRevisionError) as error:
         raise RevisionError(f"cannot load the migration scripts: {error}") from None
+    return Project(config, script)
 
 
 _RELATIVE = re.compile(r"[+-]\d+$")
@@ -119,6 +126,7 @@ def migrate(
     script = project.script
 
     def work(heads: tuple[str, ...], _: MigrationContext) -> Iterable[MigrationStep]:
+        outcome.running = None  # a retry starts afresh: nothing is in flight while planning
         if outcome.revisions_before is None:  # a retry re-plans, but "before" stays the first
             outcome.revisions_before = list(heads)
         _refuse_unknown(project, heads)

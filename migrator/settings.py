@@ -148,7 +148,7 @@ def _seconds(raw: str | None, name: str, *, positive: bool = False) -> float:
 
 
 def _count(raw: str | None, name: str) -> int:
-    if not (raw or "").isdigit() or int(raw or "") > 100:
+    if not re.fullmatch(r"[0-9]{1,3}", raw or "") or int(raw or "") > 100:
         raise ConfigError(f"{name}={raw!r} must be a whole number from 0 to 100")
     return int(raw or "")
 
@@ -233,8 +233,13 @@ def parse_database_url(url: str) -> DatabaseURL:
         parts = urlsplit(normalised)
         password = parts.password
         _ = parts.port  # raises on a port that is not a number
-    except ValueError as error:
-        raise ConfigError(f"DATABASE_URL is malformed: {error}") from None
+    except ValueError:
+        # Not the parser's own words: they quote the piece it choked on, which may be the
+        # password itself.
+        raise ConfigError(
+            "DATABASE_URL is malformed: expected scheme://user:password@host:port/dbname with "
+            "a numeric port; percent-encode '/', '?', '#' and '@' inside the password"
+        ) from None
     secrets = _secret_forms(password)
     return DatabaseURL(
         url=normalised,
@@ -247,6 +252,14 @@ def parse_database_url(url: str) -> DatabaseURL:
 # Shorter values are still masked inside URLs, but not in free text: masking every "pw" or "a"
 # in every message would make the log unreadable while protecting nothing guessable.
 MIN_SECRET_LENGTH = 4
+
+
+def password_candidates(url: str) -> tuple[str, ...]:
+    """Whatever stands where a password would, even in a URL too broken to parse."""
+    _, _, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    return _secret_forms(password) if at and colon else ()
 
 
 def _secret_forms(password: str | None) -> tuple[str, ...]:

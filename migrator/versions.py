@@ -21,6 +21,9 @@ _ASSIGNMENT = re.compile(
     r"^(?P<name>revision|down_revision|depends_on)\s*(?::[^=\n]*)?=\s*(?P<value>.+?)\s*(?:#.*)?$",
     re.MULTILINE,
 )
+# Any line that starts with one of the names: more of them than plain assignments means some
+# other form (`down_revision += ...`, a second definition), which only running the file resolves.
+_MENTION = re.compile(r"^(?:revision|down_revision|depends_on)\b", re.MULTILINE)
 _PLAIN = re.compile(r"""None|(['"])([\w.-]+)\1""")  # what nearly every file holds: cheap to read
 
 
@@ -36,7 +39,8 @@ class AlembicIni:
     """The few alembic.ini settings the runner needs before (or instead of) loading Alembic."""
 
     script_location: Path | None
-    version_locations: str | None
+    # Layouts only Alembic reads: other or nested version directories, bytecode-only revisions.
+    other_layout: bool
     version_table: str
     version_table_schema: str | None
 
@@ -49,7 +53,11 @@ class AlembicIni:
         return cls(
             # "package:dir" locations are resolved by Alembic only.
             script_location=Path(location) if location and ":" not in location else None,
-            version_locations=section.get("version_locations"),
+            other_layout=bool(section.get("version_locations"))
+            or any(
+                section.get(option, "false").strip().lower() in ("true", "1", "yes", "on")
+                for option in ("recursive_version_locations", "sourceless")
+            ),
             version_table=section.get("version_table") or "alembic_version",
             version_table_schema=section.get("version_table_schema") or None,
         )
@@ -69,7 +77,7 @@ def current(raw: Raw, ini: AlembicIni) -> list[str]:
     quoted = ".".join(f'"{part}"' for part in qualified.split("."))
     cursor = raw.cursor()
     try:
-        cursor.execute(f"SELECT version_num FROM {quoted}")  # one round trip, the common case
+        cursor.execute(f"SELECT version_num FROM {quoted}")  # one query, whatever the case
         rows = cursor.fetchall()
     except Exception as error:
         if not missing_table(error):
@@ -83,10 +91,10 @@ def current(raw: Raw, ini: AlembicIni) -> list[str]:
 
 def script_heads(ini: AlembicIni) -> list[str] | None:
     """The head revisions of the script directory, or None when a plain reading is not certain."""
-    if ini.script_location is None or ini.version_locations:
+    if ini.script_location is None or ini.other_layout:
         return None
     files = _revision_files(ini.script_location / "versions")
-    parsed = [_read_revision(path) if path else None for path in files]
+    parsed = [_read_revision(path) for path in files or ()]
     if not parsed or None in parsed:
         return None
     revisions = [revision for revision, _ in parsed]  # type: ignore[misc]
@@ -96,14 +104,15 @@ def script_heads(ini: AlembicIni) -> list[str] | None:
     return sorted(set(revisions) - parents)
 
 
-def _revision_files(versions: Path) -> list[Path | None]:
-    """The files Alembic would load as revisions; None stands for one we cannot read plainly."""
+def _revision_files(versions: Path) -> list[Path] | None:
+    """The files Alembic would load as revisions; None when some cannot be read plainly."""
     try:
         names = [p for p in versions.iterdir() if not p.name.startswith((".#", "__init__"))]
     except OSError:
-        return [None]
-    # Sourceless revisions (.pyc beside the sources) are for Alembic alone to read.
-    return [p if p.suffix == ".py" else None for p in names if p.suffix in (".py", ".pyc", ".pyo")]
+        return None
+    if any(p.suffix in (".pyc", ".pyo") for p in names):
+        return None  # sourceless revisions beside the sources: for Alembic alone to read
+    return [p for p in names if p.suffix == ".py"]
 
 
 def _read_revision(path: Path) -> tuple[str, tuple[str, ...]] | None:
@@ -116,7 +125,8 @@ def _read_revision(path: Path) -> tuple[str, tuple[str, ...]] | None:
     for match in _ASSIGNMENT.finditer(text):
         found[match["name"]].append(match["value"])
     counts = [len(values) for values in found.values()]
-    if counts[0] != 1 or counts[1] != 1 or counts[2] > 1:
+    plain = counts[0] == counts[1] == 1 and counts[2] <= 1
+    if not plain or len(_MENTION.findall(text)) != sum(counts):
         return None
     try:
         revision, down, depends_on = (_literal(v[0]) if v else None for v in found.values())

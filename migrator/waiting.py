@@ -21,7 +21,8 @@ _PERMANENT = re.compile(
     r"password authentication failed|authentication failed|no password supplied"
     r"|fe_sendauth|database \".*\" does not exist|role \".*\" does not exist"
     r"|no pg_hba\.conf entry|invalid dsn|invalid connection option|invalid sslmode"
-    r"|invalid integer value|unable to open database file|unsupported frontend protocol",
+    r"|invalid integer value|unable to open database file|unsupported frontend protocol"
+    r"|permission denied for database",
     re.IGNORECASE,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from migrator.locking import lock_key
-from tests.conftest import HEAD, Database, finish, job_env, run_job, start_job
+from tests.conftest import HEAD, Database, Running, finish, job_env, run_job, start_job
 from tests.pgcluster import free_port
 
 
@@ -49,3 +49,14 @@ def test_database_never_reachable_exits_3() -> None:
     result = run_job("await-head", "--timeout", "2", env=job_env(url))
     assert result.code == 3
     assert result.final["error"] == "DatabaseUnavailable"
+
+
+def test_database_gone_after_answering_exits_7_not_3(own_cluster) -> None:
+    own_cluster.start()
+    gate = Running("await-head", "--timeout", "4", env=job_env(own_cluster.url("postgres")))
+    assert gate.wait_for("awaiting_head")["current"] == []
+    own_cluster.stop()
+    result = gate.finish(timeout=30)
+    assert result.code == 7, "it did answer: the database is not at head, not unreachable"
+    assert result.final["error"] == "NotUpToDate"
+    assert result.final["current"] == []

@@ -107,3 +107,20 @@ def test_unknown_revision_in_the_version_table_says_how_to_repair(db: Database) 
     assert_usage_error(result, "deadbeef0000", "stamp")
     assert result.final["unknown"] == ["deadbeef0000"]
     assert db.advisory_locks() == 0
+
+
+def test_a_malformed_url_never_prints_its_password(tmp_path: Path) -> None:
+    message = tmp_path / "termination-log"
+    env = job_env("postgresql://app:hunter2?x#@db/app", MIGRATE_TERMINATION_LOG=str(message))
+    result = run_job("upgrade", env=env)
+    assert_usage_error(result, "malformed", "percent-encode")
+    assert "hunter2" not in result.stdout
+    assert "hunter2" not in message.read_text()
+
+
+def test_a_broken_revision_chain_is_a_usage_error(project: Path) -> None:
+    add_revision(project, "ffff00000001", "doesnotexist", "pass")
+    env = job_env(SQLITE, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    for command in ("upgrade", "heads", "history"):
+        result = run_job(command, env=env)
+        assert_usage_error(result, "doesnotexist")

@@ -91,3 +91,12 @@ def test_any_url_text_parses_or_is_a_config_error(text: str) -> None:
         parse_database_url(text)
     except ConfigError as error:
         assert "DATABASE_URL" in str(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=st.text(alphabet=password_chars, min_size=4, max_size=24))
+def test_a_malformed_url_error_never_quotes_the_password(password: str) -> None:
+    try:
+        parse_database_url(f"postgresql://app:{password}@db:5432/app")  # not percent-encoded
+    except ConfigError as error:
+        assert password not in str(error)
