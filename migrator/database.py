@@ -74,7 +74,7 @@ def prepare_for_work(raw: Raw) -> None:
 
 def sqlite_path(database: DatabaseURL) -> str | None:
     """The file behind a SQLite URL; None for a private in-memory database."""
-    path = database.url.split("://", 1)[1].removeprefix("/")
+    path = database.url.split("://", 1)[1].removeprefix("/").split("?")[0]
     return None if path in ("", ":memory:") else path
 
 
@@ -85,7 +85,7 @@ def _sqlite(database: DatabaseURL) -> Raw:
     try:
         # No implicit transactions from the driver: SQLAlchemy emits BEGIN (see engine_on), so
         # a revision's DDL commits or rolls back as one.
-        return sqlite3.connect(path.split("?")[0], isolation_level=None)
+        return sqlite3.connect(path, isolation_level=None)
     except sqlite3.OperationalError as error:
         raise ConnectFailed(f"{error}: {path}") from None
 
