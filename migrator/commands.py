@@ -24,8 +24,16 @@ from migrator.database import (
     engine_on,
     lost,
     prepare_for_work,
+    refused,
 )
-from migrator.errors import DatabaseUnavailable, DDLTimeout, MigrateError, NotUpToDate, UsageError
+from migrator.errors import (
+    DatabaseRejected,
+    DatabaseUnavailable,
+    DDLTimeout,
+    MigrateError,
+    NotUpToDate,
+    UsageError,
+)
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import Settings
@@ -98,6 +106,8 @@ def connected(job: Job, timeout: float | None = None) -> Iterator[Raw]:
             raise
         if getattr(error, "connection_invalidated", False) or lost(raw):
             raise DatabaseUnavailable(f"lost the database connection: {describe(error)}") from None
+        if refused(error):
+            raise DatabaseRejected(f"the database refused a query: {describe(error)}") from None
         raise
     finally:
         raw.close()

@@ -105,6 +105,13 @@ def lost(raw: Raw) -> bool:
     return bool(getattr(raw, "closed", 0))
 
 
+def refused(error: BaseException) -> bool:
+    """Whether the server refused a query for good: privileges, a missing object (SQLSTATE
+    classes 28, 3D, 42), which no retry will change."""
+    code = getattr(getattr(error, "orig", None) or error, "pgcode", None) or ""
+    return code[:2] in ("28", "3D", "42")
+
+
 def engine_on(raw: Raw, database: DatabaseURL) -> Engine:
     """A SQLAlchemy engine whose one connection is `raw`, the one holding the lock."""
     # Imported here, not at the top: a run with nothing to do never pays for SQLAlchemy.

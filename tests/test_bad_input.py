@@ -124,3 +124,13 @@ def test_a_broken_revision_chain_is_a_usage_error(project: Path) -> None:
     for command in ("upgrade", "heads", "history"):
         result = run_job(command, env=env)
         assert_usage_error(result, "doesnotexist")
+
+
+def test_a_role_without_privileges_is_refused_with_exit_2(db: Database) -> None:
+    assert run_job("upgrade", env=job_env(db.url)).code == 0
+    db.query("CREATE ROLE reader LOGIN PASSWORD 'reader-pass'")
+    url = f"postgresql://reader:reader-pass@127.0.0.1:{db.cluster.port}/{db.name}"
+    for command in ("current", "upgrade", "await-head"):
+        result = run_job(command, env=job_env(url))
+        assert_usage_error(result, "permission denied")
+        assert result.final["error"] == "DatabaseRejected"
