@@ -179,8 +179,8 @@ def _validate(job: Job, target: str) -> None:
 
 
 def _offline(job: Job, kind: str, target: str) -> None:
+    _validate(job, target)
     running = _running(job)
-    running.validate_target(job.project, target)
     job.settings.require_database()  # the URL names the SQL dialect to write
     start, _, destination = target.rpartition(":")
     running.migrate_offline(job.project, running.STEPS[kind](destination), start, sys.stdout)
@@ -190,17 +190,29 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
     running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
-    with _sqlalchemy(job, raw) as connection:
-        for attempt in _ddl_retries(job):
-            with attempt:
-                running.migrate(
-                    job.project,
-                    connection,
-                    steps,
-                    limits=limits,
-                    log=job.log,
-                    outcome=job.outcome,
-                )
+    try:
+        with _sqlalchemy(job, raw) as connection:
+            for attempt in _ddl_retries(job):
+                with attempt:
+                    running.migrate(
+                        job.project,
+                        connection,
+                        steps,
+                        limits=limits,
+                        log=job.log,
+                        outcome=job.outcome,
+                    )
+    finally:
+        job.outcome.revisions_after = _revisions_now(job, raw)
+
+
+def _revisions_now(job: Job, raw: Raw) -> list[str] | None:
+    """Where the database stands after the work, for the final event; None if unknowable."""
+    try:
+        raw.rollback()  # a failed revision may have left the transaction aborted
+        return versions.current(raw, job.ini)
+    except Exception:  # the connection is gone: the final event says "unknown"
+        return None
 
 
 def _ddl_retries(job: Job) -> Retrying:
@@ -287,8 +299,10 @@ def history(job: Job) -> None:
 
 def check(job: Job) -> None:
     running = _running(job)
-    with connected(job) as raw, _sqlalchemy(job, raw) as connection:
-        running.compare_models(job.project, connection)
+    with connected(job) as raw:
+        current = versions.current(raw, job.ini)
+        with _sqlalchemy(job, raw) as connection:
+            running.compare_models(job.project, connection, current)
     job.log.info("check", differences=[], up_to_date=True)
 
 

@@ -79,17 +79,8 @@ def validate_target(project: Project, target: str) -> None:
     for part in target.split(":"):
         if not part or _RELATIVE.search(part):
             continue  # relative steps are resolved against the database later
-        try:
+        with _revision_errors():
             project.script.revision_map.get_revisions(part)
-        except MultipleHeads:
-            raise RevisionError(
-                f"{part!r} is ambiguous: the scripts have several heads "
-                f"({', '.join(project.heads)}); name one revision, use <branch>@head, or "
-                "merge them with `alembic merge heads`",
-                heads=project.heads,
-            ) from None
-        except (CommandError, AlembicRevisionError) as error:
-            raise RevisionError(str(error)) from None
 
 
 def upgrade_steps(target: str) -> Steps:
@@ -135,11 +126,8 @@ def migrate(
         return _narrate(planned, heads, log, outcome, lambda step: _limit(connection, limits, step))
 
     project.config.attributes["connection"] = connection
-    try:
-        with _failure_of(outcome), EnvironmentContext(project.config, script, fn=work):
-            script.run_env()
-    finally:
-        outcome.revisions_after = _heads_after(project, connection)
+    with _failure_of(outcome), EnvironmentContext(project.config, script, fn=work):
+        script.run_env()
 
 
 def migrate_offline(project: Project, steps: Steps, start: str, output: TextIO) -> None:
@@ -158,27 +146,8 @@ def migrate_offline(project: Project, steps: Steps, start: str, output: TextIO) 
         project.script.run_env()
 
 
-def current_heads(project: Project, connection: Connection) -> list[str]:
-    """The revisions recorded in the database's version table (never creates it)."""
-    seen: list[str] = []
-
-    def work(heads: tuple[str, ...], _: MigrationContext) -> list[MigrationStep]:
-        seen.extend(heads)
-        return []
-
-    project.config.attributes["connection"] = connection
-    with (
-        _revision_errors(),
-        EnvironmentContext(project.config, project.script, fn=work, dont_mutate=True),
-    ):
-        project.script.run_env()
-    connection.rollback()  # end the read's transaction: a poller must not hold one open
-    return seen
-
-
-def compare_models(project: Project, connection: Connection) -> None:
+def compare_models(project: Project, connection: Connection, current: list[str]) -> None:
     """Alembic's autogenerate comparison; NotUpToDate lists each difference."""
-    current = current_heads(project, connection)
     if sorted(current) != sorted(project.heads):
         raise NotUpToDate(
             "the database is not at head: run `upgrade head` before `check`",
@@ -283,20 +252,25 @@ def _known(project: Project, revision: str) -> bool:
         return False
 
 
-def _heads_after(project: Project, connection: Connection) -> list[str] | None:
-    try:
-        connection.rollback()
-        return current_heads(project, connection)
-    except Exception:
-        return None
-
-
 @contextmanager
 def _revision_errors() -> Iterator[None]:
     try:
         yield
     except (CommandError, AlembicRevisionError) as error:
-        raise RevisionError(str(error)) from None
+        raise _as_revision_error(error) from None
+
+
+def _as_revision_error(error: Exception) -> RevisionError:
+    """Alembic's revision errors, in our terms; several heads say what would be accepted."""
+    if isinstance(error, MultipleHeads):
+        heads = list(error.heads)
+        return RevisionError(
+            f"{error.argument!r} is ambiguous: the scripts have several heads "
+            f"({', '.join(heads)}); name one revision, use <branch>@head, or merge them with "
+            "`alembic merge heads`",
+            heads=heads,
+        )
+    return RevisionError(str(error))
 
 
 @contextmanager
@@ -330,5 +304,5 @@ def _classify(error: Exception, running: dict[str, Any] | None) -> BaseException
             direction=running["direction"],
         )
     if isinstance(error, CommandError | AlembicRevisionError):
-        return RevisionError(str(error))
+        return _as_revision_error(error)
     return error

@@ -111,27 +111,47 @@ def _signal_finish(runner: Running, signum: int, scene: Scene) -> Result:
 
 
 # ---- the faults -------------------------------------------------------------------------------
-def sigterm_waiting_for_database(scene: Scene) -> Result:
+def _sigterm(runner: Running, scene: Scene) -> Result:
+    return _signal_finish(runner, signal.SIGTERM, scene)
+
+
+def _sigkill(runner: Running, scene: Scene) -> Result:
+    runner.process.kill()
+    return scene.keep(runner.finish())
+
+
+Stop = Callable[[Running, Scene], Result]
+
+
+def _while_waiting_for_database(scene: Scene, stop: Stop) -> Result:
     scene.cluster.stop()
     runner = scene.start("upgrade")
     runner.wait_for("database_unavailable")
-    result = _signal_finish(runner, signal.SIGTERM, scene)
+    result = stop(runner, scene)
     scene.cluster.start()
     return result
 
 
-def sigterm_waiting_for_lock(scene: Scene) -> Result:
+def _while_waiting_for_lock(scene: Scene, stop: Stop) -> Result:
     release = scene.hold_lock()
     try:
         runner = scene.start("upgrade")
         runner.wait_for("lock_waiting")
-        return _signal_finish(runner, signal.SIGTERM, scene)
+        return stop(runner, scene)
     finally:
         release()
 
 
+def sigterm_waiting_for_database(scene: Scene) -> Result:
+    return _while_waiting_for_database(scene, _sigterm)
+
+
+def sigterm_waiting_for_lock(scene: Scene) -> Result:
+    return _while_waiting_for_lock(scene, _sigterm)
+
+
 def sigterm_mid_statement(scene: Scene) -> Result:
-    result = _signal_finish(_mid_statement(scene), signal.SIGTERM, scene)
+    result = _sigterm(_mid_statement(scene), scene)
     interrupted = result.one("interrupted")
     assert interrupted["running"]["revision"] == EXTRA
     return result
@@ -142,30 +162,15 @@ def sigint_mid_statement(scene: Scene) -> Result:
 
 
 def sigkill_waiting_for_database(scene: Scene) -> Result:
-    scene.cluster.stop()
-    runner = scene.start("upgrade")
-    runner.wait_for("database_unavailable")
-    runner.process.kill()
-    result = scene.keep(runner.finish())
-    scene.cluster.start()
-    return result
+    return _while_waiting_for_database(scene, _sigkill)
 
 
 def sigkill_waiting_for_lock(scene: Scene) -> Result:
-    release = scene.hold_lock()
-    try:
-        runner = scene.start("upgrade")
-        runner.wait_for("lock_waiting")
-        runner.process.kill()
-        return scene.keep(runner.finish())
-    finally:
-        release()
+    return _while_waiting_for_lock(scene, _sigkill)
 
 
 def sigkill_mid_statement(scene: Scene) -> Result:
-    runner = _mid_statement(scene)
-    runner.process.kill()
-    result = scene.keep(runner.finish())
+    result = _sigkill(_mid_statement(scene), scene)
     # The backend notices its client is gone (client_connection_check_interval) and lets go.
     _until(lambda: scene.db.advisory_locks() == 0, timeout=15)
     return result
@@ -189,12 +194,16 @@ def server_stopped_during_lock_wait(scene: Scene) -> Result:
     return result
 
 
-def server_stopped_mid_statement(scene: Scene) -> Result:
+def _server_down_mid_statement(scene: Scene, take_down: Callable[[], None]) -> Result:
     runner = _mid_statement(scene)
-    scene.cluster.stop("fast")
+    take_down()
     result = scene.keep(runner.finish())
     scene.cluster.start()
     return result
+
+
+def server_stopped_mid_statement(scene: Scene) -> Result:
+    return _server_down_mid_statement(scene, lambda: scene.cluster.stop("fast"))
 
 
 def server_restarted_mid_statement(scene: Scene) -> Result:
@@ -204,11 +213,7 @@ def server_restarted_mid_statement(scene: Scene) -> Result:
 
 
 def server_crashed_mid_statement(scene: Scene) -> Result:
-    runner = _mid_statement(scene)
-    scene.cluster.kill()
-    result = scene.keep(runner.finish())
-    scene.cluster.start()
-    return result
+    return _server_down_mid_statement(scene, scene.cluster.kill)
 
 
 def _reader_on_accounts(scene: Scene) -> Callable[[], None]:
