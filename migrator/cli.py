@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from migrator import __version__, interrupts
 from migrator.commands import COMMANDS, Job, Request
@@ -24,7 +23,28 @@ from migrator.settings import (
     termination_log,
 )
 
-_COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": "await-head"}
+# command: (what it does, how it takes a REVISION: None, "optional" or "required")
+_COMMANDS = {
+    "upgrade": ("upgrade the database (REVISION default: head)", "optional"),
+    "downgrade": ("downgrade the database to REVISION: -1, a revision id, or base", "required"),
+    "stamp": ("record REVISION as current without running migrations", "required"),
+    "current": ("report the database's revision", None),
+    "heads": ("report the scripts' head revisions", None),
+    "history": ("report every revision, oldest first", None),
+    "check": ("compare the models with the database (exit 7 on any difference)", None),
+    "wait": ("only wait until the database accepts connections", None),
+    "await-head": ("poll until the database is at head (exit 7 at --timeout)", None),
+}
+_SQL_COMMANDS = ("upgrade", "downgrade", "stamp")
+_COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": ("--timeout", "await-head")}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """A fixed width: argparse builds a formatter for every option it adds, and finding the
+    terminal's width each time imports shutil (~4 ms of a run with nothing to do)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,60 +55,60 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    for option in OPTIONS:
-        if option.env not in _COMMAND_ONLY:
-            _add_option(common, option.env)
+    """One parser, options before or after the command.
+
+    Not one subparser per command: each costs about a millisecond to build, on every run.
+    """
+    commands = "\n".join(f"  {name:<12} {text}" for name, (text, _) in _COMMANDS.items())
     parser = _Parser(
         prog="entrypoint.py",
+        usage="%(prog)s [options] COMMAND [REVISION] [options]",
         description="Wait for the database, take the migration lock, run Alembic, log JSON.",
-        parents=[common],
+        epilog=f"commands:\n{commands}",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("command", choices=_COMMANDS, metavar="COMMAND", help="see below")
+    parser.add_argument(
+        "revision", nargs="?", metavar="REVISION", help="the target of upgrade, downgrade, stamp"
+    )
+    parser.add_argument(
+        "--sql", action="store_true", help="upgrade, downgrade, stamp: print the SQL; no database"
     )
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
-    )
-    for name, revision_help in (
-        ("upgrade", "target revision (default: head)"),
-        ("downgrade", "target: -1, a revision id, or base"),
-        ("stamp", "revision to record without running migrations"),
-    ):
-        command = commands.add_parser(name, parents=[common], help=f"{name} the database")
-        nargs = "?" if name == "upgrade" else None
-        command.add_argument("revision", nargs=nargs, default="head", help=revision_help)
-        command.add_argument("--sql", action="store_true", help="print the SQL; no database")
-    for name, text in (
-        ("current", "report the database's revision"),
-        ("heads", "report the scripts' head revisions"),
-        ("history", "report every revision, oldest first"),
-        ("check", "compare the models with the database (exit 7 on any difference)"),
-        ("wait", "only wait until the database accepts connections"),
-        ("await-head", "poll until the database is at head (exit 7 at --timeout)"),
-    ):
-        command = commands.add_parser(name, parents=[common], help=text)
-        for env, only in _COMMAND_ONLY.items():
-            if only == name:
-                _add_option(command, env)
+    for option in OPTIONS:
+        default = f" (default {option.default})" if option.default else ""
+        # SUPPRESS: an absent flag must not hide the variable.
+        parser.add_argument(
+            option.flag,
+            dest=option.env,
+            default=argparse.SUPPRESS,
+            help=f"{option.help} [{option.env}]{default}",
+        )
     return parser
 
 
-def _add_option(parser: _Parser, env: str) -> None:
-    option = next(option for option in OPTIONS if option.env == env)
-    default = f" (default {option.default})" if option.default else ""
-    # SUPPRESS: an absent flag must not hide the variable, nor a flag given before the command.
-    parser.add_argument(
-        option.flag, dest=env, default=argparse.SUPPRESS, help=f"{option.help} [{env}]{default}"
-    )
+def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Request:
+    """What the command line asks for, checked against what each command accepts."""
+    command, revision = arguments.pop("command"), arguments.pop("revision")
+    sql = arguments.pop("sql")
+    takes = _COMMANDS[command][1]
+    if takes == "required" and revision is None:
+        parser.error(f"{command}: the following arguments are required: REVISION")
+    if takes is None and revision is not None:
+        parser.error(f"{command}: unrecognized arguments: {revision}")
+    if sql and command not in _SQL_COMMANDS:
+        parser.error(f"{command}: --sql applies to {', '.join(_SQL_COMMANDS)} only")
+    for env, (flag, only) in _COMMAND_ONLY.items():
+        if env in arguments and command != only:
+            parser.error(f"{command}: {flag} applies to {only} only")
+    return Request(command=command, revision=revision or ("head" if takes else None), sql=sql)
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Settings]:
     """The request and settings, or UsageError; flags win over the environment."""
-    arguments = vars(build_parser().parse_args(argv))
-    request = Request(
-        command=arguments.pop("command"),
-        revision=arguments.pop("revision", None),
-        sql=arguments.pop("sql", False),
-    )
+    parser = build_parser()
+    arguments = vars(parser.parse_intermixed_args(argv))
+    request = _request(parser, arguments)
     values = {option.env: environ.get(option.env, "") for option in OPTIONS}
     values.update(arguments)
     return request, load_settings(values, stdout_is_tty=sys.stdout.isatty())
@@ -131,7 +151,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             wait_timeout_s=settings.wait_timeout,
             lock_timeout_s=settings.lock_timeout,
             pid=os.getpid(),
-            host=socket.gethostname(),
+            host=os.uname().nodename,
         )
         COMMANDS[request.command](Job(request=request, settings=settings, log=log, outcome=outcome))
     except (Exception, Interrupted) as error:

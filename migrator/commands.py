@@ -11,10 +11,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from migrator import interrupts, versions
 from migrator.database import (
@@ -37,7 +36,6 @@ from migrator.errors import (
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import Settings
-from migrator.timeouts import Limits
 from migrator.versions import AlembicIni
 from migrator.waiting import describe, wait_for_database
 
@@ -48,8 +46,7 @@ if TYPE_CHECKING:
     from migrator.running import Project
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What the command line asked for."""
 
     command: str
@@ -57,12 +54,11 @@ class Request:
     sql: bool = False
 
 
-@dataclass
 class Job:
-    request: Request
-    settings: Settings
-    log: Log
-    outcome: Outcome
+    """One run of one command: what was asked, with what, reporting to where."""
+
+    def __init__(self, request: Request, settings: Settings, log: Log, outcome: Outcome) -> None:
+        self.request, self.settings, self.log, self.outcome = request, settings, log, outcome
 
     @cached_property
     def ini(self) -> AlembicIni:
@@ -187,6 +183,8 @@ def _offline(job: Job, kind: str, target: str) -> None:
 
 
 def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+    from migrator.timeouts import Limits
+
     running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)

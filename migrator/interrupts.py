@@ -11,8 +11,8 @@ released, the final event is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,12 +34,10 @@ def install() -> None:
     """As PID 1 in a container there is no default SIGTERM handling: install our own."""
     for signum in SIGNALS:
         signal.signal(signum, _interrupt)
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    # The thread keeps `writer` referenced: were it collected, its descriptor would close and the
-    # wake-up byte could land on whatever file reuses the number.
-    threading.Thread(target=_watch, args=(reader, writer), daemon=True).start()
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+    threading.Thread(target=_watch, args=(reader,), daemon=True).start()
 
 
 def shield() -> None:
@@ -70,8 +68,8 @@ def _interrupt(signum: int, _: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def _watch(reader: socket.socket, _writer: socket.socket) -> None:
-    while data := reader.recv(16):
+def _watch(reader: int) -> None:
+    while data := os.read(reader, 16):
         signals = [number for number in data if number in SIGNALS]
         if not signals or _State.received is not None:
             continue

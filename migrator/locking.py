@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,7 +120,7 @@ class FileLock:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": os.uname().nodename}).encode())
         self._fd = fd
         return True
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
 class Outcome:
-    command: str | None
-    revisions_before: list[str] | None = None
-    revisions_after: list[str] | None = None
-    applied: int = 0
-    lock_wait_s: float | None = None
-    running: dict[str, Any] | None = field(default=None, repr=False)  # the revision in flight
+    def __init__(self, command: str | None) -> None:
+        self.command = command
+        self.revisions_before: list[str] | None = None
+        self.revisions_after: list[str] | None = None
+        self.applied = 0
+        self.lock_wait_s: float | None = None
+        self.running: dict[str, Any] | None = None  # the revision in flight

@@ -8,11 +8,10 @@ Alembic's full path. It only ever decides "nothing to do"; all real work goes th
 
 from __future__ import annotations
 
-import ast
 import configparser
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from migrator.database import Raw, missing_table
 
@@ -31,11 +30,12 @@ def _literal(value: str) -> object:
     plain = _PLAIN.fullmatch(value)
     if plain:
         return plain.group(2)  # None when the value is None
+    import ast  # only merge revisions need it
+
     return ast.literal_eval(value)  # tuples and lists of revisions, for merges
 
 
-@dataclass(frozen=True)
-class AlembicIni:
+class AlembicIni(NamedTuple):
     """The few alembic.ini settings the runner needs before (or instead of) loading Alembic."""
 
     script_location: Path | None

@@ -1,0 +1,53 @@
+"""The command line, parsed in process: where flags may go, what each command accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator import cli, commands
+from migrator.commands import Request
+from migrator.errors import UsageError
+
+ENV = {"DATABASE_URL": "sqlite:///job.db", "MIGRATE_LOCK_TIMEOUT": "9"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--lock-timeout", "3", "upgrade"],
+        ["upgrade", "--lock-timeout", "3"],
+        ["upgrade", "head", "--lock-timeout=3"],
+        ["--lock-timeout=3", "upgrade", "head"],
+    ],
+)
+def test_flags_go_before_or_after_the_command_and_win_over_the_environment(argv) -> None:
+    request, settings = cli.parse(argv, ENV)
+    assert request == Request(command="upgrade", revision="head", sql=False)
+    assert settings.lock_timeout == 3.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["upgrade"], Request("upgrade", "head")),
+        (["upgrade", "+2", "--sql"], Request("upgrade", "+2", True)),
+        (["downgrade", "-1"], Request("downgrade", "-1")),
+        (["stamp", "base"], Request("stamp", "base")),
+        (["current"], Request("current")),
+        (["await-head", "--timeout", "4"], Request("await-head")),
+    ],
+)
+def test_each_command_gets_its_revision_and_only_its_options(argv, expected) -> None:
+    request, settings = cli.parse(argv, ENV)
+    assert request == expected
+    assert settings.lock_timeout == 9.0  # from the environment
+
+
+def test_every_command_on_the_command_line_has_a_function() -> None:
+    assert set(cli._COMMANDS) == set(commands.COMMANDS)
+
+
+def test_usage_errors_show_the_short_usage() -> None:
+    with pytest.raises(UsageError) as error:
+        cli.parse(["history", "head"], ENV)
+    assert str(error.value).endswith("usage: entrypoint.py [options] COMMAND [REVISION] [options]")
