@@ -4,8 +4,10 @@ PostgreSQL: a session-level advisory lock taken on the very connection that runs
 so it lives exactly as long as the backend doing the work; if the runner dies, the server frees
 it. We poll `pg_try_advisory_lock` instead of blocking in `pg_advisory_lock`: a waiter blocked
 inside a transaction would deadlock with `CREATE INDEX CONCURRENTLY`, which waits for every
-open transaction. SQLite: an exclusive `flock` on a file beside the database gives the same
-guarantee to processes on one host.
+open transaction. Between polls a waiter sleeps on its connection, LISTENing: the holder NOTIFYs
+as it releases the lock, so waiters wake at once instead of at their next poll (polling remains
+for a holder that dies without a word). SQLite: an exclusive `flock` on a file beside the
+database gives the same guarantee to processes on one host.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +44,8 @@ def lock_key(name: str) -> int:
 class Lock(Protocol):
     def gone(self) -> bool: ...
     def try_acquire(self) -> bool: ...
+    def listen(self) -> None: ...
+    def pause(self, seconds: float) -> None: ...
     def verify(self) -> None: ...
     def holder(self) -> dict[str, Any] | None: ...
     def release(self) -> bool: ...
@@ -50,6 +55,8 @@ class AdvisoryLock:
     def __init__(self, raw: Raw, name: str) -> None:
         self._raw = raw
         self.key = lock_key(name)
+        # Unquoted identifiers fold to lower case; this one is lower case already.
+        self.channel = f"migrate_job_{self.key & 0xFFFFFFFFFFFFFFFF:016x}"
 
     def gone(self) -> bool:
         return lost(self._raw)
@@ -69,6 +76,18 @@ class AdvisoryLock:
 
     def try_acquire(self) -> bool:
         return bool(self._value("SELECT pg_try_advisory_lock(%(key)s)"))
+
+    def listen(self) -> None:
+        with self._raw.cursor() as cursor:
+            cursor.execute(f"LISTEN {self.channel}")
+        self._raw.commit()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep until the holder's NOTIFY (or anything else) arrives, or `seconds` pass."""
+        readable, _, _ = select.select([self._raw], [], [], seconds)
+        if readable:
+            self._raw.poll()  # reads the notification, or notices a closed connection
+            self._raw.notifies.clear()
 
     def _holder_row(self) -> dict[str, Any] | None:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF
@@ -104,7 +123,10 @@ class AdvisoryLock:
 
     def release(self) -> bool:
         self._raw.rollback()  # a failed revision may have left the transaction aborted
-        return bool(self._value("SELECT pg_advisory_unlock(%(key)s)"))
+        # The notification goes out at the commit that follows, after the unlock itself.
+        return bool(
+            self._value(f"SELECT pg_advisory_unlock(%(key)s), pg_notify('{self.channel}', '')")
+        )
 
 
 class FileLock:
@@ -126,6 +148,12 @@ class FileLock:
 
     def gone(self) -> bool:
         return False
+
+    def listen(self) -> None:
+        """Waiters on one host poll the file; there is no channel to listen on."""
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def verify(self) -> None:
         """flock is held by the open descriptor itself: nothing can take it away."""
@@ -231,11 +259,13 @@ def _acquire(
     # Polls at most a quarter of a second apart, so that a freed lock, or work another runner
     # finished, is noticed quickly.
     poll = jittered(multiplier=0.02, max=0.25, min=0.01)
+    lock.listen()
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=until(timeout, poll),
         retry=retry_if_result(lambda outcome: outcome is False),
         before_sleep=report_holder,
+        sleep=lock.pause,
     )
     try:
         return retrying(attempt)

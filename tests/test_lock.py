@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from migrator.locking import lock_key
+from migrator.locking import AdvisoryLock, lock_key
 from tests.conftest import (
     HEAD,
     REVISIONS,
@@ -148,3 +148,38 @@ def test_a_waiter_whose_work_gets_done_stops_without_the_lock(db: Database) -> N
     assert result.one("nothing_to_do")["current"] == [HEAD]
     assert result.named("lock_acquired") == []
     assert result.final["applied"] == 0
+
+
+def test_the_holder_announces_the_release_to_waiters(db: Database) -> None:
+    listener = db.cluster.connect(db.name)
+    channel = AdvisoryLock(listener, "alembic:alembic_version").channel
+    try:
+        listener.cursor().execute(f"LISTEN {channel}")
+        result = run_job("upgrade", env=job_env(db.url))
+        listener.poll()
+        notified = [notify.channel for notify in listener.notifies]
+    finally:
+        listener.close()
+    assert result.code == 0
+    assert result.one("lock_released")
+    assert notified == [channel]
+
+
+def test_a_notification_while_the_lock_is_still_held_does_not_end_the_wait(db: Database) -> None:
+    holder = db.cluster.connect(db.name)
+    lock = AdvisoryLock(holder, "alembic:alembic_version")
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
+    runner = Running("upgrade", env=job_env(db.url))
+    try:
+        runner.wait_for("lock_waiting")
+        for _ in range(5):
+            holder.cursor().execute(f"NOTIFY {lock.channel}")
+            time.sleep(0.05)
+        assert runner.process.poll() is None, "still waiting for the lock"
+    finally:
+        holder.cursor().execute("SELECT pg_advisory_unlock(%s)", (lock.key,))
+        holder.close()
+    result = runner.finish()
+    assert result.code == 0
+    assert result.final["applied"] == len(REVISIONS)
+    assert len(result.named("lock_waiting")) == 1
