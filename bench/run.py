@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/run.py [--iterations N] [--quick] [--output bench/RESULTS.md]
 
-Starts a throwaway PostgreSQL cluster (tests/pgcluster.py), generates linear revision chains of
-5, 50 and 300 revisions (each creates one table with an index) into temporary script
-directories, runs every scenario alternating the runner and bare Alembic on the same cluster,
-and prints one markdown table. See bench/README.md for what each scenario measures. A missed
-target is reported, never fatal; the exit status is non-zero only when a run itself fails.
+Builds an image-like runtime (a venv from requirements.lock and a byte-compiled copy of the app,
+as the Dockerfile builds /opt/venv and /app), starts a throwaway PostgreSQL cluster
+(tests/pgcluster.py), generates linear revision chains of 5, 50 and 300 revisions (each creates
+one table with an index) into temporary script directories, runs every scenario alternating the
+runner and bare Alembic on the same cluster, and prints one markdown table. See bench/README.md
+for what each scenario measures. A missed target is reported, never fatal; the exit status is
+non-zero only when a run itself fails.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the project venv's bin: python, alembic
 RUN_TIMEOUT = 600.0
 TOOLS = ("runner", "alembic")
 
@@ -203,6 +204,111 @@ class Spawner:
             self._process.wait()
 
 
+# -- the image-like runtime ----------------------------------------------------------------------
+
+# What the Dockerfile copies to /app (its .dockerignore keeps bytecode out).
+APP_FILES = ("entrypoint.py", "alembic.ini")
+APP_DIRS = ("migrator", "models", "migrations")
+# The build stage's ENV: nothing compiled behind compileall's back, no pip cache.
+BUILD_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_CACHE_DIR": "1"}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The image's /opt/venv and /app, built under the benchmark's temporary directory."""
+
+    venv: Path
+    app: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def alembic(self) -> Path:
+        return self.venv / "bin" / "alembic"
+
+    def versions(self, names: Sequence[str]) -> str:
+        site = [str(path) for path in self.venv.glob("lib/python*/site-packages")]
+        found = {
+            dist.metadata["Name"].lower().replace("_", "-"): dist.version
+            for dist in importlib.metadata.distributions(path=site)
+        }
+        return ", ".join(f"{name} {found.get(name, 'missing')}" for name in names)
+
+
+def build_runtime(root: Path) -> Runtime:
+    """Both tools run here, not from .venv and the checkout, which the image has neither of.
+
+    .venv's editable-install import hook and setuptools' .pth cost every interpreter start, and
+    with PYTHONDONTWRITEBYTECODE the checkout's migrator/ is compiled from source on every run.
+    """
+    started = time.monotonic()
+    runtime = Runtime(root / "venv", root / "app")
+    build_venv(runtime.venv)
+    build_app(runtime.app)
+    log(f"built the image-like runtime in {time.monotonic() - started:.1f} s")
+    return runtime
+
+
+def base_python() -> str:
+    """The interpreter behind the project venv (what `python3` is in the image's base)."""
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def build_venv(venv: Path) -> None:
+    """/opt/venv: the locked wheels, hash-checked, no pip, pyc files trusted as they are."""
+    _build(base_python(), "-m", "venv", "--without-pip", venv)
+    # The project venv's pip installs into the new one: the image uninstalls pip anyway.
+    _build(
+        sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+        "--require-hashes", "--no-deps", "--only-binary=:all:", "--no-compile",
+        "--disable-pip-version-check", "-q", "-r", REPO / "requirements.lock",
+    )  # fmt: skip
+    _build(
+        base_python(), "-m", "compileall", "-q", "-j", "0",
+        "--invalidation-mode", "unchecked-hash", venv / "lib",
+    )  # fmt: skip
+
+
+def build_app(app: Path) -> None:
+    """/app: the Dockerfile's COPY lines, then checked-hash pyc files for the code."""
+    app.mkdir()
+    for name in APP_FILES:
+        shutil.copy2(REPO / name, app / name)
+    for name in APP_DIRS:
+        shutil.copytree(
+            REPO / name, app / name, ignore=shutil.ignore_patterns("__pycache__", "*.py[cod]")
+        )
+    _build(
+        base_python(), "-m", "compileall", "-q", "-j", "0",
+        "--invalidation-mode", "checked-hash", *(app / name for name in APP_DIRS),
+    )  # fmt: skip
+
+
+def _build(*argv: str | Path) -> None:
+    """One build command, silent unless it fails (pip warns about this machine's index config).
+
+    Its own process group: `pip --python` runs a second pip under the target interpreter, and an
+    interrupted build must stop both before the temporary directory is removed.
+    """
+    args = [str(arg) for arg in argv]
+    with subprocess.Popen(
+        args, env={**os.environ, **BUILD_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, process_group=0,
+    ) as process:  # fmt: skip
+        try:
+            output, _ = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+    if process.returncode != 0:
+        raise BenchError(
+            f"runtime build failed ({process.returncode}): {shlex.join(args)}\n{output}"
+        )
+
+
 # -- generated script directories ----------------------------------------------------------------
 
 MODELS_STANDIN = '''"""Stand-in for the application's models: the generated revisions have none."""
@@ -217,8 +323,8 @@ class Base:
 INI = """# Generated by bench/run.py: {count} generated revisions, the repository's env.py.
 [alembic]
 script_location = {directory}/migrations
-# This directory first (its models/ stand-in), then the repository root (migrator/).
-prepend_sys_path = {directory}{pathsep}{repo}
+# This directory first (its models/ stand-in), then the image-like app copy (migrator/).
+prepend_sys_path = {directory}{pathsep}{app}
 path_separator = os
 version_table = alembic_version
 """
@@ -260,7 +366,7 @@ def revision_id(n: int) -> str:
     return hashlib.sha256(f"bench revision {n}".encode()).hexdigest()[:12]
 
 
-def generate_scripts(root: Path, count: int) -> Path:
+def generate_scripts(root: Path, count: int, app: Path) -> Path:
     """A script directory with `count` chained revisions; returns its alembic.ini."""
     directory = root / f"scripts-{count}"
     versions = directory / "migrations" / "versions"
@@ -270,7 +376,7 @@ def generate_scripts(root: Path, count: int) -> Path:
     (directory / "models").mkdir()
     (directory / "models" / "__init__.py").write_text(MODELS_STANDIN)
     ini = directory / "alembic.ini"
-    ini.write_text(INI.format(count=count, directory=directory, pathsep=os.pathsep, repo=REPO))
+    ini.write_text(INI.format(count=count, directory=directory, pathsep=os.pathsep, app=app))
     for n in range(1, count + 1):
         down = revision_id(n - 1) if n > 1 else None
         text = REVISION.format(n=n, revision=revision_id(n), revises=down or "", down_revision=down)
@@ -309,9 +415,17 @@ class Sample:
 
 
 class Bench:
-    def __init__(self, cluster: Any, spawner: Spawner, scripts: dict[int, Path], iterations: int):
+    def __init__(
+        self,
+        cluster: Any,
+        spawner: Spawner,
+        runtime: Runtime,
+        scripts: dict[int, Path],
+        iterations: int,
+    ):
         self.cluster = cluster
         self.spawner = spawner
+        self.runtime = runtime
         self.scripts = scripts
         self.iterations = iterations
         self.samples: dict[tuple[str, str], Sample] = {}
@@ -325,12 +439,14 @@ class Bench:
         dropped = ("MIGRATE_", "DATABASE_URL", "ALEMBIC_CONFIG", "PYTHON")
         env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
         env.update(DATABASE_URL=self.cluster.url(database), ALEMBIC_CONFIG=str(self.scripts[count]))
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the image sets it: every run is like the first
         return env
 
     def argv(self, tool: str, count: int) -> list[str]:
+        runtime = self.runtime
         if tool == "runner":
-            return [sys.executable, str(REPO / "entrypoint.py"), "upgrade", "head"]
-        return [str(BIN / "alembic"), "-c", str(self.scripts[count]), "upgrade", "head"]
+            return [str(runtime.python), str(runtime.app / "entrypoint.py"), "upgrade", "head"]
+        return [str(runtime.alembic), "-c", str(self.scripts[count]), "upgrade", "head"]
 
     def start(self, tool: str, count: int, database: str, label: str) -> Run:
         return self.spawner.start(label, self.argv(tool, count), self.env(database, count))
@@ -620,7 +736,7 @@ def table(bench: Bench, sizes: dict[str, Sequence[int]]) -> tuple[str, list[str]
     return "\n".join(lines), missed
 
 
-def machine(cluster: Any) -> list[str]:
+def machine(bench: Bench) -> list[str]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next(
         (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
@@ -628,16 +744,15 @@ def machine(cluster: Any) -> list[str]:
     )
     meminfo = Path("/proc/meminfo").read_text().split()
     memory = int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 / 1024
-    connection = cluster.connect()
+    connection = bench.cluster.connect()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             server = cursor.fetchone()[0]
     finally:
         connection.close()
-    versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
-        for name in ("alembic", "sqlalchemy", "psycopg2-binary", "structlog", "tenacity")
+    versions = bench.runtime.versions(
+        ("alembic", "sqlalchemy", "psycopg2-binary", "structlog", "tenacity")
     )
     commit = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
@@ -648,8 +763,24 @@ def machine(cluster: Any) -> list[str]:
         f"- Memory: {memory:.1f} GiB; kernel {platform.release()}",
         f"- PostgreSQL {server} (private throwaway cluster on 127.0.0.1, fsync=off)",
         f"- Python {platform.python_version()}; {versions}",
+        "- Runtime: image-like venv from requirements.lock + byte-compiled app copy, as the "
+        "Dockerfile builds /opt/venv and /app; PYTHONDONTWRITEBYTECODE=1 for both tools",
+        *commands(bench),
         f"- Repository: {commit}",
     ]
+
+
+def commands(bench: Bench) -> list[str]:
+    """The two command lines as run, with the temporary directory shown as <tmp>."""
+    count = min(bench.scripts)
+    tmp = str(bench.runtime.venv.parent)
+    shown = {
+        tool: shlex.join(bench.argv(tool, count))
+        .replace(str(bench.scripts[count]), "<tmp>/scripts-N/alembic.ini")
+        .replace(tmp, "<tmp>")
+        for tool in TOOLS
+    }
+    return [f"- runner: `{shown['runner']}`", f"- bare alembic: `{shown['alembic']}`"]
 
 
 def report(
@@ -714,11 +845,12 @@ def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: A
         "concurrency_revisions": (50,),
     }
     started, load_before = time.monotonic(), os.getloadavg()
+    runtime = build_runtime(root)
     counts = sorted({*sizes["noop"], *sizes["apply"], *sizes["concurrency_revisions"]})
-    scripts = {count: generate_scripts(root, count) for count in counts}
+    scripts = {count: generate_scripts(root, count, runtime.app) for count in counts}
     log(f"generated script directories: {', '.join(map(str, counts))} revisions")
     cluster.start()
-    bench = Bench(cluster, spawner, scripts, args.iterations)
+    bench = Bench(cluster, spawner, runtime, scripts, args.iterations)
     for count in sizes["noop"]:
         bench.noop(count)
     for count in sizes["apply"]:
@@ -729,7 +861,7 @@ def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: A
     info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "duration": time.monotonic() - started,
-        "machine": [*machine(cluster), _load(load_before, os.getloadavg())],
+        "machine": [*machine(bench), _load(load_before, os.getloadavg())],
     }
     return report(bench, args, sizes, info)
 
