@@ -16,22 +16,19 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from migrator.database import Raw, lost, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
 from migrator.logs import Log
 from migrator.settings import DatabaseURL
-from migrator.waiting import describe, replaying, until
-
-if TYPE_CHECKING:
-    from tenacity import RetryCallState
-
+from migrator.waiting import describe
 
 HOLDER_LOOKUP_INTERVAL = 5.0  # seconds
 
@@ -201,10 +198,9 @@ def migration_lock(
         yield 0.0
         return
     started = time.monotonic()
-    acquired = lock.try_acquire()  # uncontended: no need to load the polling machinery
-    if not acquired:
-        attempt = replaying(acquired, lambda: lock.try_acquire() or (None if unneeded() else False))
-        if _acquire(attempt, lock, name=name, timeout=timeout, log=log, started=started) is None:
+    if not lock.try_acquire():
+        waiting = _Waiting(lock, name=name, timeout=timeout, log=log, started=started)
+        if not waiting.until_acquired(unneeded):
             yield None
             return
     try:
@@ -223,59 +219,61 @@ def migration_lock(
         )
 
 
-def _acquire(
-    attempt: Callable[[], bool | None],
-    lock: Lock,
-    *,
-    name: str,
-    timeout: float,
-    log: Log,
-    started: float,
-) -> bool | None:
-    """Poll until `attempt` gives True (acquired) or None (no longer needed)."""
-    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
-    from tenacity import wait_random_exponential as jittered
+class _Waiting:
+    """Polls for the lock until it is ours, the work is done, or the timeout passes.
 
-    last_holder: list[Any] = [object()]
-    next_look = [0.0]
+    Written by hand, not with tenacity (which the other retries use): every waiter of a crowded
+    deploy runs this, and importing tenacity costs each ~35 ms of CPU, taken from the one runner
+    doing the work (16 runners on 2 cores, bench/RESULTS.md).
+    """
 
-    def report_holder(state: RetryCallState) -> None:
+    # Full-jitter exponential backoff, 10 ms up to a quarter of a second: a freed lock or work
+    # finished elsewhere is seen quickly even without the holder's NOTIFY (a killed holder).
+    FIRST, LONGEST = 0.01, 0.25
+
+    def __init__(self, lock: Lock, *, name: str, timeout: float, log: Log, started: float):
+        self.lock, self.name, self.timeout, self.log = lock, name, timeout, log
+        self.started, self.deadline = started, started + timeout
+        self.holder: Any = object()  # the last holder logged
+        self.next_look = 0.0
+
+    def until_acquired(self, unneeded: Callable[[], bool]) -> bool:
+        """True once the lock is held; False when `unneeded()` says the work got done."""
+        self.lock.listen()
+        ceiling = self.FIRST
+        while True:
+            self._report_holder()
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                holder = self.lock.holder()
+                raise LockTimeout(
+                    f"migration lock {self.name!r} not acquired within {self.timeout:g} s "
+                    f"(MIGRATE_LOCK_TIMEOUT); held by {holder or 'an unknown session'}",
+                    holder=holder,
+                )
+            self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
+            ceiling = min(ceiling * 2, self.LONGEST)
+            if self.lock.try_acquire():
+                return True
+            if unneeded():
+                return False
+
+    def _report_holder(self) -> None:
         # Who holds the lock, looked up every few seconds rather than every poll: sixteen
         # waiters asking pg_stat_activity four times a second would load the server for nothing.
-        if time.monotonic() < next_look[0]:
+        if time.monotonic() < self.next_look:
             return
-        next_look[0] = time.monotonic() + HOLDER_LOOKUP_INTERVAL
-        holder = lock.holder()
-        if holder != last_holder[0]:  # once per holder, not once per look
-            last_holder[0] = holder
-            log.info(
+        self.next_look = time.monotonic() + HOLDER_LOOKUP_INTERVAL
+        holder = self.lock.holder()
+        if holder != self.holder:  # once per holder, not once per look
+            self.holder = holder
+            self.log.info(
                 "lock_waiting",
-                lock=name,
+                lock=self.name,
                 holder=holder,
-                waited_s=round(time.monotonic() - started, 3),
-                timeout_s=timeout,
+                waited_s=round(time.monotonic() - self.started, 3),
+                timeout_s=self.timeout,
             )
-
-    # Polls at most a quarter of a second apart, so that a freed lock, or work another runner
-    # finished, is noticed quickly.
-    poll = jittered(multiplier=0.02, max=0.25, min=0.01)
-    lock.listen()
-    retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=until(timeout, poll),
-        retry=retry_if_result(lambda outcome: outcome is False),
-        before_sleep=report_holder,
-        sleep=lock.pause,
-    )
-    try:
-        return retrying(attempt)
-    except RetryError:
-        holder = lock.holder()
-        raise LockTimeout(
-            f"migration lock {name!r} not acquired within {timeout:g} s "
-            f"(MIGRATE_LOCK_TIMEOUT); held by {holder or 'an unknown session'}",
-            holder=holder,
-        ) from None
 
 
 def _release(lock: Lock, name: str, log: Log) -> bool:

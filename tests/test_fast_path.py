@@ -158,6 +158,8 @@ def rev(revision: str, down: object) -> str:
         ({"a.py": rev("a", None)}, "sourceless = true\n", None),
         ({"a.py": rev("a", None)}, "sourceless = false\n", ["a"]),
         ({"a.py": rev("a", None) + "depends_on = None\n"}, "", ["a"]),
+        ({"a.py": "revision = 'a'\r\ndown_revision = None\r\n"}, "", ["a"]),  # first line, CRLF
+        ({"a.py": rev("a", None) + "revision.extra = 1\n"}, "", None),
         ({}, "", None),
     ],
 )
