@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 # libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
 # Whatever is not known to be permanent is retried until the deadline: a wrong verdict there
 # costs a wait, while a wrong "permanent" would fail a deploy that would have healed.
-_PERMANENT = re.compile(
+# A pattern, compiled by `re` at first use: most runs never fail to connect.
+_PERMANENT = (
     r"password authentication failed|authentication failed|no password supplied"
     r"|fe_sendauth|database \".*\" does not exist|role \".*\" does not exist"
     r"|no pg_hba\.conf entry|invalid dsn|invalid connection option|invalid sslmode"
     r"|invalid integer value|unable to open database file|unsupported frontend protocol"
-    r"|permission denied for database",
-    re.IGNORECASE,
+    r"|permission denied for database"
 )
 
 
@@ -48,7 +48,8 @@ def describe(error: BaseException) -> str:
 
 def heals(error: BaseException) -> bool:
     """Whether waiting could make this connection failure go away."""
-    return isinstance(error, ConnectFailed) and not _PERMANENT.search(str(error))
+    permanent = re.search(_PERMANENT, str(error), re.IGNORECASE)
+    return isinstance(error, ConnectFailed) and not permanent
 
 
 def replaying(first: Any, attempt: Callable[[], Any]) -> Callable[[], Any]:
