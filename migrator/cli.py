@@ -7,10 +7,9 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from migrator import __version__, interrupts
-from migrator.commands import COMMANDS, Job, Request
 from migrator.errors import Interrupted, UsageError
 from migrator.logs import Log
 from migrator.outcome import Outcome
@@ -22,6 +21,15 @@ from migrator.settings import (
     password_candidates,
     termination_log,
 )
+
+
+class Request(NamedTuple):
+    """What the command line asked for."""
+
+    command: str
+    revision: str | None = None
+    sql: bool = False
+
 
 # command: (what it does, how it takes a REVISION: None, "optional" or "required")
 _COMMANDS = {
@@ -123,7 +131,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         request, settings = parse(words, environ)
     except (Exception, Interrupted) as error:
         secrets = _secrets_in(environ)
-        outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
+        outcome = Outcome(command=next((word for word in words if word in _COMMANDS), None))
         interrupts.shield()
         path = termination_log(environ)
         return report(
@@ -153,6 +161,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             pid=os.getpid(),
             host=os.uname().nodename,
         )
+        # Only now: the first line is out before the driver (psycopg2, a third of a run with
+        # nothing to do) is even loaded.
+        from migrator.commands import COMMANDS, Job
+
         COMMANDS[request.command](Job(request=request, settings=settings, log=log, outcome=outcome))
     except (Exception, Interrupted) as error:
         failure = error

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from migrator import interrupts, versions
 from migrator.database import (
@@ -43,15 +43,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
     from tenacity import RetryCallState, Retrying
 
+    from migrator.cli import Request
     from migrator.running import Project
-
-
-class Request(NamedTuple):
-    """What the command line asked for."""
-
-    command: str
-    revision: str | None = None
-    sql: bool = False
 
 
 class Job:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migrator import cli, commands
-from migrator.commands import Request
+from migrator.cli import Request
 from migrator.errors import UsageError
 
 ENV = {"DATABASE_URL": "sqlite:///job.db", "MIGRATE_LOCK_TIMEOUT": "9"}
