@@ -34,8 +34,8 @@ COPY models/ /app/models/
 COPY migrations/ /app/migrations/
 # Checked against the source's hash, not its mtime: still right when an image built FROM this one
 # replaces a migration or a model (a stale pyc would otherwise win), and nothing is written at
-# run time. Here would go a precomputed file of the script directory's heads (not written yet: the
-# runner must work when it is absent or stale).
+# run time. No heads file is built: the runner reads the heads from the revision files themselves
+# (migrator/versions.py), which cannot go stale.
 RUN python3 -m compileall -q -j 0 --invalidation-mode checked-hash \
         /app/migrator /app/models /app/migrations
 
