@@ -25,10 +25,10 @@ def _import_psycopg2() -> Any:
 
     At load, psycopg2 imports `ssl` only so that Python sets up libcrypto's locking callbacks
     before libpq would; OpenSSL 1.1 and later lock by themselves and libpq 14 and later ignore
-    that setup. The import costs ~20 ms, a fifth of a run with nothing to do. When it fails, psycopg2 takes its
-    own fallback (libpq sets up libcrypto, as for a Python built without ssl); libpq's TLS is
-    untouched (tests/test_tls.py connects with sslmode=verify-full). `ssl` stays importable
-    for everything loaded later.
+    that setup. The import costs ~20 ms, a fifth of a run with nothing to do. When it fails,
+    psycopg2 takes its own fallback (libpq sets up libcrypto, as for a Python built without
+    ssl); libpq's TLS is untouched (tests/test_tls.py connects with sslmode=verify-full).
+    `ssl` stays importable for everything loaded later.
     """
     if "ssl" in sys.modules:
         import psycopg2
