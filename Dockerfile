@@ -32,11 +32,14 @@ COPY entrypoint.py alembic.ini /app/
 COPY migrator/ /app/migrator/
 COPY models/ /app/models/
 COPY migrations/ /app/migrations/
-# Checked against the source's hash, not its mtime: still right when an image built FROM this one
+# First the scripts' heads, asked of Alembic now and stored with a digest of the revision files,
+# so that a run with nothing to do needs neither Alembic nor SQLAlchemy (migrator/heads.py);
+# scripts that Alembic cannot load fail the build here rather than a deploy later. Then bytecode,
+# checked against the source's hash, not its mtime: still right when an image built FROM this one
 # replaces a migration or a model (a stale pyc would otherwise win), and nothing is written at
-# run time. No heads file is built: the runner reads the heads from the revision files themselves
-# (migrator/versions.py), which cannot go stale.
-RUN python3 -m compileall -q -j 0 --invalidation-mode checked-hash \
+# run time.
+RUN PYTHONPATH=/app /opt/venv/bin/python -m migrator.heads /app/alembic.ini \
+ && python3 -m compileall -q -j 0 --invalidation-mode checked-hash \
         /app/migrator /app/models /app/migrations
 
 

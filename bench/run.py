@@ -246,7 +246,7 @@ def build_runtime(root: Path) -> Runtime:
     started = time.monotonic()
     runtime = Runtime(root / "venv", root / "app")
     build_venv(runtime.venv)
-    build_app(runtime.app)
+    build_app(runtime)
     log(f"built the image-like runtime in {time.monotonic() - started:.1f} s")
     return runtime
 
@@ -271,19 +271,28 @@ def build_venv(venv: Path) -> None:
     )  # fmt: skip
 
 
-def build_app(app: Path) -> None:
-    """/app: the Dockerfile's COPY lines, then checked-hash pyc files for the code."""
+def build_app(runtime: Runtime) -> None:
+    """/app: the Dockerfile's COPY lines, its heads step, then checked-hash pyc files."""
+    app = runtime.app
     app.mkdir()
     for name in APP_FILES:
         shutil.copy2(REPO / name, app / name)
     for name in APP_DIRS:
         shutil.copytree(
-            REPO / name, app / name, ignore=shutil.ignore_patterns("__pycache__", "*.py[cod]")
+            REPO / name,
+            app / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.py[cod]", "heads.json"),
         )
+    record_heads(runtime, app / "alembic.ini")
     _build(
         base_python(), "-m", "compileall", "-q", "-j", "0",
         "--invalidation-mode", "checked-hash", *(app / name for name in APP_DIRS),
     )  # fmt: skip
+
+
+def record_heads(runtime: Runtime, ini: Path) -> None:
+    """The Dockerfile's `python -m migrator.heads` step (see migrator/heads.py)."""
+    _build("env", f"PYTHONPATH={runtime.app}", runtime.python, "-m", "migrator.heads", ini)
 
 
 def _build(*argv: str | Path) -> None:
@@ -366,7 +375,7 @@ def revision_id(n: int) -> str:
     return hashlib.sha256(f"bench revision {n}".encode()).hexdigest()[:12]
 
 
-def generate_scripts(root: Path, count: int, app: Path) -> Path:
+def generate_scripts(root: Path, count: int, runtime: Runtime) -> Path:
     """A script directory with `count` chained revisions; returns its alembic.ini."""
     directory = root / f"scripts-{count}"
     versions = directory / "migrations" / "versions"
@@ -376,22 +385,24 @@ def generate_scripts(root: Path, count: int, app: Path) -> Path:
     (directory / "models").mkdir()
     (directory / "models" / "__init__.py").write_text(MODELS_STANDIN)
     ini = directory / "alembic.ini"
-    ini.write_text(INI.format(count=count, directory=directory, pathsep=os.pathsep, app=app))
+    ini.write_text(
+        INI.format(count=count, directory=directory, pathsep=os.pathsep, app=runtime.app)
+    )
     for n in range(1, count + 1):
         down = revision_id(n - 1) if n > 1 else None
         text = REVISION.format(n=n, revision=revision_id(n), revises=down or "", down_revision=down)
         (versions / f"{n:04d}_{revision_id(n)}_bench_table_{n:04d}.py").write_text(text)
-    image_build_steps(directory)
+    image_build_steps(ini, runtime)
     return ini
 
 
-def image_build_steps(directory: Path) -> None:
-    """What the Dockerfile does to /app after copying the scripts, done here the same way.
-
-    Today: byte-compile (checked-hash pyc), so no run pays for compiling the revision files.
-    When the image build learns to write more (e.g. a heads file for a fast no-op path), add the
-    same step here, or the benchmark measures the fallback path instead.
+def image_build_steps(ini: Path, runtime: Runtime) -> None:
+    """What the Dockerfile does to /app after copying the scripts, done here the same way:
+    record the heads (without it every no-op would take Alembic's full path), then byte-compile
+    (checked-hash pyc), so no run pays for compiling the revision files.
     """
+    record_heads(runtime, ini)
+    directory = ini.parent
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
          str(directory)],
@@ -847,7 +858,7 @@ def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: A
     started, load_before = time.monotonic(), os.getloadavg()
     runtime = build_runtime(root)
     counts = sorted({*sizes["noop"], *sizes["apply"], *sizes["concurrency_revisions"]})
-    scripts = {count: generate_scripts(root, count, runtime.app) for count in counts}
+    scripts = {count: generate_scripts(root, count, runtime) for count in counts}
     log(f"generated script directories: {', '.join(map(str, counts))} revisions")
     cluster.start()
     bench = Bench(cluster, spawner, runtime, scripts, args.iterations)

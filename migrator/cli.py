@@ -100,6 +100,9 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
     command, revision = arguments.pop("command"), arguments.pop("revision")
     sql = arguments.pop("sql")
     takes = _COMMANDS[command][1]
+    if revision is not None and not revision.strip():
+        # `stamp "$REV"` with REV unset must not quietly mean `stamp head`.
+        parser.error(f"{command}: REVISION is empty")
     if takes == "required" and revision is None:
         parser.error(f"{command}: the following arguments are required: REVISION")
     if takes is None and revision is not None:

@@ -33,6 +33,7 @@ from migrator.errors import (
     NotUpToDate,
     UsageError,
 )
+from migrator.heads import recorded_heads
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import Settings
@@ -59,8 +60,8 @@ class Job:
 
     @cached_property
     def known_heads(self) -> list[str] | None:
-        """The scripts' heads read without Alembic, when that reading is certain."""
-        return versions.script_heads(self.ini)
+        """The scripts' heads as Alembic found them at build time, if the files are unchanged."""
+        return recorded_heads(self.ini)
 
     @cached_property
     def project(self) -> Project:

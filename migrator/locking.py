@@ -41,7 +41,7 @@ def lock_key(name: str) -> int:
 class Lock(Protocol):
     def gone(self) -> bool: ...
     def try_acquire(self) -> bool: ...
-    def listen(self) -> None: ...
+    def listen(self, on: bool = True) -> None: ...
     def pause(self, seconds: float) -> None: ...
     def verify(self) -> None: ...
     def holder(self) -> dict[str, Any] | None: ...
@@ -74,13 +74,18 @@ class AdvisoryLock:
     def try_acquire(self) -> bool:
         return bool(self._value("SELECT pg_try_advisory_lock(%(key)s)"))
 
-    def listen(self) -> None:
+    def listen(self, on: bool = True) -> None:
+        # A session that listens and then sits in a long migration would hold back the
+        # cluster's whole notification queue: the winner stops listening at once.
         with self._raw.cursor() as cursor:
-            cursor.execute(f"LISTEN {self.channel}")
+            cursor.execute(f"{'LISTEN' if on else 'UNLISTEN'} {self.channel}")
         self._raw.commit()
 
     def pause(self, seconds: float) -> None:
         """Sleep until the holder's NOTIFY (or anything else) arrives, or `seconds` pass."""
+        if self._raw.notifies:  # it arrived during a query: psycopg2 has already read it
+            self._raw.notifies.clear()
+            return
         readable, _, _ = select.select([self._raw], [], [], seconds)
         if readable:
             self._raw.poll()  # reads the notification, or notices a closed connection
@@ -146,7 +151,7 @@ class FileLock:
     def gone(self) -> bool:
         return False
 
-    def listen(self) -> None:
+    def listen(self, on: bool = True) -> None:
         """Waiters on one host poll the file; there is no channel to listen on."""
 
     def pause(self, seconds: float) -> None:
@@ -254,6 +259,7 @@ class _Waiting:
             self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
             ceiling = min(ceiling * 2, self.LONGEST)
             if self.lock.try_acquire():
+                self.lock.listen(on=False)
                 return True
             if unneeded():
                 return False

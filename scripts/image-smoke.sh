@@ -371,7 +371,15 @@ check_upgrade() {
 check_noop() {
     # postgres:// (the other spelling) must work as well.
     run noop 0 -e "DATABASE_URL=$(pg_field url_postgres_scheme)" -- upgrade head &&
-        json_lines noop 'last["event"] == "finished" and last["applied"] == 0'
+        json_lines noop 'last["event"] == "finished" and last["applied"] == 0' || return 1
+    # The image's heads.json is fresh (migrator/heads.py): the no-op never loads SQLAlchemy.
+    run noop-imports 0 -e "DATABASE_URL=$(pg_field url_postgres_scheme)" \
+        -e PYTHONPROFILEIMPORTTIME=1 -- upgrade head || return 1
+    if ! grep -q 'migrator.commands' "$log/noop-imports.err" ||
+        grep -q 'sqlalchemy' "$log/noop-imports.err"; then
+        say "the no-op took Alembic's full path: heads.json missing or stale?"
+        return 1
+    fi
 }
 
 check_current() {
@@ -469,7 +477,8 @@ USER root
 RUN rm -rf /app/models /app/migrations
 COPY models/ /app/models/
 COPY migrations/ /app/migrations/
-RUN python3 -m compileall -q --invalidation-mode checked-hash /app/models /app/migrations
+RUN python3 -m migrator.heads /app/alembic.ini \\
+ && python3 -m compileall -q --invalidation-mode checked-hash /app/models /app/migrations
 USER 10001:10001
 EOF
     timeout 300 podman build --format docker --pull=never --network none -t "$image-extended" "$dir" \

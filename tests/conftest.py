@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from migrator.heads import write as write_heads
 from tests.pgcluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,6 +119,12 @@ class Running:
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Result:
     stdout, stderr = process.communicate(timeout=timeout)
     return Result(process.returncode, stdout, stderr, parse_events(stdout))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_heads() -> None:
+    """What the image build does (see the Dockerfile): heads.json for the repository's scripts."""
+    assert write_heads(ROOT / "alembic.ini")["written"]
 
 
 @pytest.fixture(scope="session")

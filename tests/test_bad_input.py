@@ -31,6 +31,8 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["stamp"], {}, ["required: REVISION"]),
         ([], {}, ["required: COMMAND"]),
         (["current", "head"], {}, ["current: unrecognized arguments: head"]),
+        (["stamp", ""], {}, ["stamp: REVISION is empty"]),
+        (["downgrade", " "], {}, ["downgrade: REVISION is empty"]),
         (["history", "--sql"], {}, ["--sql applies to upgrade, downgrade, stamp only"]),
         (["upgrade", "--timeout", "5"], {}, ["--timeout applies to await-head only"]),
         (["upgrade", "head", "extra"], {}, ["unrecognized arguments: extra"]),

@@ -148,3 +148,12 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     for name, (_, hashes) in entries.items():
         assert len(hashes) >= 2, f"{name} has {len(hashes)} hash(es)"  # wheels for 3.11 and 3.12
     assert not {"pip", "setuptools", "wheel", "pytest"} & set(entries)
+
+
+def test_the_heads_are_recorded_after_the_scripts_are_copied() -> None:
+    """Without migrator/heads.py's file every no-op takes Alembic's full path (image-smoke.sh
+    checks the built image's no-op imports no SQLAlchemy)."""
+    steps = instructions(DOCKERFILE)
+    copied = max(i for i, (keyword, args) in enumerate(steps) if args.startswith("migrations/"))
+    recorded = next(i for i, (_, args) in enumerate(steps) if "-m migrator.heads" in args)
+    assert recorded > copied

@@ -1,5 +1,7 @@
-"""The cheap path: a run with nothing to do never imports SQLAlchemy or Alembic, and every case
-where the cheap reading is not certain falls back to Alembic's full path (and stays correct).
+"""The cheap path: a run with nothing to do never imports SQLAlchemy or Alembic, because the
+scripts' heads were recorded by Alembic at build time (migrator/heads.py); whenever that record
+is missing or no longer matches the revision files, the run takes Alembic's full path (and stays
+correct).
 
 Imports are observed from outside with `python -X importtime`, which lists every module a real
 process imported.
@@ -7,6 +9,7 @@ process imported.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,9 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from migrator.versions import AlembicIni, script_heads
+from migrator.heads import FILENAME, recorded_heads
+from migrator.heads import write as write_heads
+from migrator.versions import AlembicIni
 from tests.conftest import ENTRYPOINT, HEAD, Database, add_revision, job_env, parse_events
 
 
@@ -90,27 +95,23 @@ def test_waiters_that_find_the_work_done_skip_the_heavy_imports(db: Database) ->
     assert db.version() == [HEAD]
 
 
-def test_uncertain_scripts_fall_back_to_alembic_and_stay_correct(
+def test_a_stale_or_missing_heads_file_takes_the_full_path_and_stays_correct(
     db: Database, project: Path
 ) -> None:
     env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     assert run_traced("upgrade", env=env)[0] == 0
-    add_revision(project, "eeee00000001", HEAD, "pass")
-    extra = project / "migrations" / "versions" / "eeee00000001_test.py"
-    # Valid for Alembic, which imports the module; not a literal a plain reading can trust.
-    extra.write_text(
-        extra.read_text().replace(
-            f"down_revision = {HEAD!r}", f"PREVIOUS = {HEAD!r}\ndown_revision = PREVIOUS"
-        )
-    )
-    assert script_heads(AlembicIni.read(project / "alembic.ini")) is None
+    add_revision(project, "eeee00000001", HEAD, "pass")  # after the build step: stale
     code, events, modules = run_traced("upgrade", env=env)
     assert code == 0
-    assert modules & HEAVY, "not certain: the full path decides"
+    assert modules & HEAVY, "stale: the full path decides"
     assert events[-1]["applied"] == 1
     assert db.version() == ["eeee00000001"]
+    (project / "migrations" / FILENAME).unlink()
     code, events, modules = run_traced("upgrade", env=env)
     assert code == 0 and events[-1]["applied"] == 0 and modules & HEAVY
+    assert write_heads(project / "alembic.ini")["heads"] == ["eeee00000001"]  # the build step
+    code, events, modules = run_traced("upgrade", env=env)
+    assert code == 0 and events[-1]["applied"] == 0 and not modules & HEAVY
 
 
 def test_unknown_revision_in_the_table_takes_the_full_path(db: Database) -> None:
@@ -122,53 +123,96 @@ def test_unknown_revision_in_the_table_takes_the_full_path(db: Database) -> None
     assert events[-1]["unknown"] == ["abcdefabcdef"]
 
 
-def _scripts(tmp_path: Path, files: dict[str, str], ini_extra: str = "") -> AlembicIni:
+def _scripts(tmp_path: Path, files: dict[str, str], ini_extra: str = "") -> Path:
     versions = tmp_path / "migrations" / "versions"
     versions.mkdir(parents=True)
     for name, body in files.items():
         (versions / name).write_text(body)
     ini = tmp_path / "alembic.ini"
     ini.write_text(f"[alembic]\nscript_location = %(here)s/migrations\n{ini_extra}")
-    return AlembicIni.read(ini)
+    return ini
 
 
 def rev(revision: str, down: object) -> str:
-    return f'"""x"""\nrevision: str = {revision!r}\ndown_revision = {down!r}  # why\n'
+    return f'"""x"""\nrevision = {revision!r}\ndown_revision = {down!r}\n'
+
+
+TWO = {"a.py": rev("a", None), "b.py": rev("b", "a")}
+
+
+def test_recorded_heads_are_alembics_own(tmp_path: Path) -> None:
+    """Even where reading the text would mislead: only running the file tells."""
+    files = {**TWO, "c.py": rev("c", "b") + "if True:\n    revision = 'd'\n"}
+    ini = _scripts(tmp_path, files)
+    alembic_heads = ScriptDirectory.from_config(Config(str(ini))).get_heads()
+    assert write_heads(ini)["heads"] == alembic_heads == ["d"]
+    assert recorded_heads(AlembicIni.read(ini)) == ["d"]
+
+
+def test_recorded_heads_match_alembic_on_the_real_scripts() -> None:
+    root = ENTRYPOINT.parent
+    alembic_heads = ScriptDirectory.from_config(Config(str(root / "alembic.ini"))).get_heads()
+    assert recorded_heads(AlembicIni.read(root / "alembic.ini")) == alembic_heads == [HEAD]
+
+
+def _edit(versions: Path) -> None:
+    (versions / "b.py").write_text(rev("b", "a") + "# a comment added later\n")
+
+
+def _crlf(versions: Path) -> None:
+    (versions / "b.py").write_bytes(rev("b", "a").replace("\n", "\r\n").encode())
 
 
 @pytest.mark.parametrize(
-    ("files", "ini_extra", "heads"),
+    "change",
     [
-        ({"a.py": rev("a", None), "b.py": rev("b", "a")}, "", ["b"]),
-        ({"a.py": rev("a", None), "b.py": rev("b", "a"), "c.py": rev("c", "a")}, "", ["b", "c"]),
-        (
-            {"a.py": rev("a", None), "m.py": rev("m", ("a", "a2")), "a2.py": rev("a2", None)},
-            "",
-            ["m"],
-        ),
-        ({"a.py": rev("a", None), "__init__.py": "", ".#b.py": "junk"}, "", ["a"]),
-        ({"a.py": rev("a", None), "b.py": rev("b", "missing")}, "", None),
-        ({"a.py": rev("a", None), "b.py": rev("a", None)}, "", None),
-        ({"a.py": rev("a", None), "b.pyc": ""}, "", None),
-        ({"a.py": rev("a", None) + "revision = 'again'\n"}, "", None),
-        ({"a.py": "revision = make_id()\ndown_revision = None\n"}, "", None),
-        ({"a.py": rev("a", None)}, "version_locations = %(here)s/other\n", None),
-        ({"a.py": rev("a", None), "b.py": rev("b", "a") + "depends_on = 'a'\n"}, "", None),
-        ({"a.py": rev("a", None), "b.py": rev("b", "a") + "down_revision += ('x',)\n"}, "", None),
-        ({"a.py": rev("a", None)}, "recursive_version_locations = true\n", None),
-        ({"a.py": rev("a", None)}, "sourceless = true\n", None),
-        ({"a.py": rev("a", None)}, "sourceless = false\n", ["a"]),
-        ({"a.py": rev("a", None) + "depends_on = None\n"}, "", ["a"]),
-        ({"a.py": "revision = 'a'\r\ndown_revision = None\r\n"}, "", ["a"]),  # first line, CRLF
-        ({"a.py": rev("a", None) + "revision.extra = 1\n"}, "", None),
-        ({}, "", None),
+        lambda versions: (versions / "c.py").write_text(rev("c", "b")),  # added
+        lambda versions: (versions / "b.py").unlink(),  # removed
+        lambda versions: (versions / "b.py").rename(versions / "b2.py"),  # renamed
+        _edit,
+        _crlf,
+        lambda versions: (versions / "b.pyc").write_bytes(b""),  # bytecode beside the sources
+        lambda versions: (versions.parent / FILENAME).write_text("{not json"),
+        lambda versions: (versions.parent / FILENAME).write_text('{"heads": [], "digest": ""}'),
+        lambda versions: (versions.parent / FILENAME).unlink(),
+    ],
+    ids=["added", "removed", "renamed", "edited", "crlf", "pyc", "garbled", "empty", "missing"],
+)
+def test_any_change_after_the_build_step_voids_the_record(tmp_path: Path, change) -> None:
+    ini = _scripts(tmp_path, TWO)
+    assert write_heads(ini)["written"]
+    assert recorded_heads(AlembicIni.read(ini)) == ["b"]
+    change(tmp_path / "migrations" / "versions")
+    assert recorded_heads(AlembicIni.read(ini)) is None
+
+
+@pytest.mark.parametrize(
+    "ini_extra",
+    [
+        "version_locations = %(here)s/other\n",
+        "recursive_version_locations = true\n",
+        "sourceless = true\n",
     ],
 )
-def test_script_heads_answers_only_when_certain(tmp_path: Path, files, ini_extra, heads) -> None:
-    assert script_heads(_scripts(tmp_path, files, ini_extra)) == heads
+def test_layouts_only_alembic_reads_are_not_recorded(tmp_path: Path, ini_extra: str) -> None:
+    ini = _scripts(tmp_path, TWO, ini_extra)
+    (tmp_path / "other").mkdir()
+    report = write_heads(ini)
+    assert report["written"] is False and "layout" in str(report["reason"])
+    assert recorded_heads(AlembicIni.read(ini)) is None
 
 
-def test_script_heads_matches_alembic_on_the_real_scripts() -> None:
-    root = ENTRYPOINT.parent
-    alembic_heads = ScriptDirectory.from_config(Config(str(root / "alembic.ini"))).get_heads()
-    assert script_heads(AlembicIni.read(root / "alembic.ini")) == sorted(alembic_heads) == [HEAD]
+def test_the_build_step_fails_on_scripts_alembic_cannot_load(tmp_path: Path) -> None:
+    ini = _scripts(tmp_path, {**TWO, "c.py": rev("c", "missing")})
+    done = subprocess.run(
+        [sys.executable, "-m", "migrator.heads", str(ini)],
+        cwd=ENTRYPOINT.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["written"] is False and "missing" in report["error"]
+    assert not (tmp_path / "migrations" / FILENAME).exists()

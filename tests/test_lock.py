@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import threading
 import time
 
 import psycopg2
 import pytest
 
-from migrator.locking import AdvisoryLock, lock_key
+from migrator.locking import AdvisoryLock, _Waiting, lock_key
+from migrator.logs import Log
 from tests.conftest import (
     HEAD,
     REVISIONS,
@@ -183,3 +186,29 @@ def test_a_notification_while_the_lock_is_still_held_does_not_end_the_wait(db: D
     assert result.code == 0
     assert result.final["applied"] == len(REVISIONS)
     assert len(result.named("lock_waiting")) == 1
+
+
+def test_the_waiter_that_wins_stops_listening(db: Database) -> None:
+    """A listening session inside a long migration would hold back every NOTIFY on the server."""
+    holder = db.cluster.connect(db.name)
+    waiter = db.cluster.connect(db.name)
+    waiter.autocommit = False
+    lock = AdvisoryLock(waiter, "alembic:alembic_version")
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
+    releaser = threading.Timer(
+        0.3, lambda: holder.cursor().execute("SELECT pg_advisory_unlock_all()")
+    )
+    releaser.start()
+    try:
+        waiting = _Waiting(
+            lock, name="test", timeout=20, log=Log(stream=io.StringIO()), started=time.monotonic()
+        )
+        assert waiting.until_acquired(lambda: False) is True
+        with waiter.cursor() as cursor:
+            cursor.execute("SELECT pg_listening_channels()")
+            assert cursor.fetchall() == []
+        assert lock.release() is True
+    finally:
+        releaser.join()
+        holder.close()
+        waiter.close()

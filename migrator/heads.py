@@ -1,0 +1,98 @@
+"""The scripts' heads without Alembic at run time: computed by Alembic when the image is built,
+trusted only while the revision files are byte for byte what they were then.
+
+    python -m migrator.heads [path/to/alembic.ini]     # the Dockerfile runs this
+
+The file goes beside env.py. A run that finds it missing or stale (a derived image that adds a
+revision, a bind-mounted migrations directory, a checkout) takes Alembic's full path: slower,
+never wrong. The heads are never guessed from the files' text: only Alembic, which runs them,
+knows what they say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from migrator.versions import AlembicIni
+
+FILENAME = "heads.json"
+
+
+def recorded_heads(ini: AlembicIni) -> list[str] | None:
+    """The heads Alembic found at build time, if the revision files are still exactly those."""
+    if ini.script_location is None or ini.other_layout:
+        return None
+    try:
+        record = json.loads((ini.script_location / FILENAME).read_bytes())
+        files = _revision_files(ini.script_location / "versions")
+        if files is None or record["digest"] != _digest(files):
+            return None
+        heads = record["heads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(heads, list) and heads and all(isinstance(head, str) for head in heads):
+        return sorted(heads)
+    return None
+
+
+def write(ini_path: Path) -> dict[str, object]:
+    """Ask Alembic for the heads and record them with the digest of the files it read."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    ini = AlembicIni.read(ini_path)
+    if ini.script_location is None or ini.other_layout:
+        return {"written": False, "reason": "a layout only Alembic reads (see versions.py)"}
+    heads = sorted(ScriptDirectory.from_config(Config(str(ini_path))).get_heads())
+    files = _revision_files(ini.script_location / "versions")
+    if files is None:
+        return {"written": False, "reason": "revision files that cannot be read as sources"}
+    record = {"heads": heads, "digest": _digest(files), "revisions": len(files)}
+    target = ini.script_location / FILENAME
+    temporary = target.with_name(f".{FILENAME}.{os.getpid()}")
+    temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    temporary.replace(target)  # atomic: concurrent writers (test workers) never see half a file
+    return {"written": True, "path": str(target), **record}
+
+
+def _revision_files(versions: Path) -> list[Path] | None:
+    """Every file Alembic would load as a revision; None when it would read bytecode too."""
+    try:
+        with os.scandir(versions) as entries:
+            names = [e.name for e in entries if not e.name.startswith((".#", "__init__"))]
+    except OSError:
+        return None
+    if any(name.endswith((".pyc", ".pyo")) for name in names):
+        return None  # sourceless revisions beside the sources
+    return [versions / name for name in sorted(names) if name.endswith(".py")]
+
+
+def _digest(files: list[Path]) -> str:
+    """SHA-256 over the files' names and bytes: any added, removed or edited file changes it."""
+    digest = hashlib.sha256()
+    for path in files:
+        content = path.read_bytes()
+        digest.update(f"{path.name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def main(argv: list[str]) -> int:
+    """The build step: one JSON line; exit 1 when Alembic cannot read the scripts."""
+    ini = Path(argv[0] if argv else "alembic.ini")
+    try:
+        report = write(ini)
+    except Exception as error:  # a broken script directory fails the build, not the deploy
+        report, code = {"written": False, "error": f"{error.__class__.__name__}: {error}"}, 1
+    else:
+        code = 0
+    print(json.dumps({"event": "heads", **report}))  # noqa: T201 - a build step's report
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
