@@ -66,6 +66,7 @@ class Run:
     t_exit: float = 0.0  # time.monotonic() in the spawner, just after wait4 returned
     exit_code: int | None = None
     maxrss_kb: int = 0
+    cpu_s: float = 0.0  # user + system CPU of the process itself (ru_utime + ru_stime)
     lines: list[tuple[float, str, str]] = field(default_factory=list)  # (arrival, stream, text)
     error: str | None = None
     spawned: threading.Event = field(default_factory=threading.Event)
@@ -158,6 +159,7 @@ class Spawner:
             else:
                 run.exit_code = os.waitstatus_to_exitcode(reply["status"])
                 run.maxrss_kb, run.t_exit = reply["maxrss_kb"], reply["t_exit"]
+                run.cpu_s = reply["cpu_s"]
                 self._runs.pop(reply["id"])
                 run.exited.set()
             with run.changed:
@@ -510,6 +512,7 @@ class Bench:
                     if applied:
                         raise BenchError(f"{run.label} applied {applied} at head:\n{run.tail()}")
                     self.sample(scenario, tool).add(run.wall)
+                    self.sample(f"CPU time, no-op, {count} revisions", tool).add(run.cpu_s)
                     self.sample(f"peak RSS, no-op, {count} revisions", tool).add(run.rss_mib)
                     self.sample("startup: spawn -> first log line (no-op runs)", tool).add(
                         run.first_line
@@ -666,6 +669,11 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
             target = f"runner/bare ≤ {limit:.2f}"
             result += [Row(s, "runner", "s", (s, "alembic"), "bare", limit, target=target)]
             result += [Row(s, "alembic", "s")]
+    for count in sizes["noop"]:
+        # Not a target: the ratio is of wall times. CPU time leaves out what a busy
+        # or virtualised machine adds (steal, run-queue waits), so it varies less between runs.
+        s = f"CPU time, no-op, {count} revisions"
+        result += [Row(s, "runner", "s", (s, "alembic"), "bare"), Row(s, "alembic", "s")]
     small, large = min(sizes["apply"]), max(sizes["apply"])
     per_revision = "apply: time per revision (median gap), {}-chain"
     for tool in TOOLS:

@@ -10,7 +10,7 @@ else, and so sets a floor that never hides what a runner really uses.
 Protocol, over the SOCK_SEQPACKET socket passed as argv[1], one JSON message per packet:
   request  {"id", "argv", "env"} with two file descriptors attached: the child's stdout and stderr
   reply    {"id", "pid", "t_spawn"}                                  right after the spawn
-  reply    {"id", "status", "maxrss_kb", "t_exit"}                   when the child is reaped
+  reply    {"id", "status", "maxrss_kb", "cpu_s", "t_exit"}          when the child is reaped
 Times are time.monotonic() (CLOCK_MONOTONIC, the same clock in every process on the machine).
 When the socket closes (the benchmark exited or died), every child still running is killed.
 """
@@ -42,7 +42,11 @@ def main() -> None:
         _, status, usage = os.wait4(pid, 0)
         t_exit = time.monotonic()
         running.pop(pid, None)
-        send({"id": request_id, "status": status, "maxrss_kb": usage.ru_maxrss, "t_exit": t_exit})
+        cpu = usage.ru_utime + usage.ru_stime
+        send(
+            {"id": request_id, "status": status, "maxrss_kb": usage.ru_maxrss, "cpu_s": cpu,
+             "t_exit": t_exit}
+        )  # fmt: skip
 
     try:
         while True:
