@@ -24,12 +24,12 @@ FILENAME = "heads.json"
 
 def recorded_heads(ini: AlembicIni) -> list[str] | None:
     """The heads Alembic found at build time, if the revision files are still exactly those."""
-    if ini.script_location is None or ini.other_layout:
+    files = _revision_files(ini)
+    if files is None or ini.script_location is None:
         return None
     try:
         record = json.loads((ini.script_location / FILENAME).read_bytes())
-        files = _revision_files(ini.script_location / "versions")
-        if files is None or record["digest"] != _digest(files):
+        if record["digest"] != _digest(files):
             return None
         heads = record["heads"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -45,12 +45,11 @@ def write(ini_path: Path) -> dict[str, object]:
     from alembic.script import ScriptDirectory
 
     ini = AlembicIni.read(ini_path)
-    if ini.script_location is None or ini.other_layout:
-        return {"written": False, "reason": "a layout only Alembic reads (see versions.py)"}
+    files = _revision_files(ini)
+    if files is None or ini.script_location is None:
+        reason = "a layout only Alembic reads (see versions.py), or bytecode-only revisions"
+        return {"written": False, "reason": reason}
     heads = sorted(ScriptDirectory.from_config(Config(str(ini_path))).get_heads())
-    files = _revision_files(ini.script_location / "versions")
-    if files is None:
-        return {"written": False, "reason": "revision files that cannot be read as sources"}
     record = {"heads": heads, "digest": _digest(files), "revisions": len(files)}
     target = ini.script_location / FILENAME
     temporary = target.with_name(f".{FILENAME}.{os.getpid()}")
@@ -59,8 +58,11 @@ def write(ini_path: Path) -> dict[str, object]:
     return {"written": True, "path": str(target), **record}
 
 
-def _revision_files(versions: Path) -> list[Path] | None:
-    """Every file Alembic would load as a revision; None when it would read bytecode too."""
+def _revision_files(ini: AlembicIni) -> list[Path] | None:
+    """Every file Alembic would load as a revision; None for layouts only Alembic reads."""
+    if ini.script_location is None or ini.other_layout:
+        return None
+    versions = ini.script_location / "versions"
     try:
         with os.scandir(versions) as entries:
             names = [e.name for e in entries if not e.name.startswith((".#", "__init__"))]

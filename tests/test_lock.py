@@ -212,3 +212,20 @@ def test_the_waiter_that_wins_stops_listening(db: Database) -> None:
         releaser.join()
         holder.close()
         waiter.close()
+
+
+def test_a_notification_read_during_a_query_is_not_slept_through(db: Database) -> None:
+    waiter = db.cluster.connect(db.name)
+    other = db.cluster.connect(db.name)
+    try:
+        lock = AdvisoryLock(waiter, "alembic:alembic_version")
+        lock.listen()
+        other.cursor().execute(f"NOTIFY {lock.channel}")
+        assert lock.try_acquire() is True  # psycopg2 reads the notification with this answer
+        assert waiter.notifies, "the notification is already in psycopg2's hands"
+        lock.pause(0)
+        assert waiter.notifies == [], "the pause consumed it instead of waiting on the socket"
+        assert lock.release() is True
+    finally:
+        waiter.close()
+        other.close()
