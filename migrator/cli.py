@@ -7,12 +7,12 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, NoReturn
 
 from migrator import __version__, interrupts
 from migrator.errors import Interrupted, UsageError
 from migrator.logs import Log
 from migrator.outcome import Outcome
+from migrator.records import Record
 from migrator.report import report
 from migrator.settings import (
     OPTIONS,
@@ -22,8 +22,12 @@ from migrator.settings import (
     termination_log,
 )
 
+TYPE_CHECKING = False  # `typing` stays unimported on a run with nothing to do (records.py)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
-class Request(NamedTuple):
+
+class Request(Record):
     """What the command line asked for."""
 
     command: str
@@ -158,7 +162,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sql=request.sql,
             version=__version__,
             database=settings.database.redacted if settings.database else None,
-            alembic_config=str(settings.alembic_config),
+            alembic_config=settings.alembic_config,
             wait_timeout_s=settings.wait_timeout,
             lock_timeout_s=settings.lock_timeout,
             pid=os.getpid(),

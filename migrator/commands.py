@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from migrator import interrupts, versions
 from migrator.database import (
-    Raw,
     cancel_function,
     connect,
     engine_on,
@@ -40,11 +38,13 @@ from migrator.settings import Settings
 from migrator.versions import AlembicIni
 from migrator.waiting import describe, wait_for_database
 
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from tenacity import RetryCallState, Retrying
 
     from migrator.cli import Request
+    from migrator.database import Raw
     from migrator.running import Project
 
 

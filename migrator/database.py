@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from migrator.errors import ConfigError
 from migrator.settings import DatabaseURL
 
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sqlalchemy import Engine
+
+    Raw = Any  # a DB-API connection: psycopg2's or sqlite3's
 
 
 def _import_psycopg2() -> Any:
@@ -42,8 +46,6 @@ def _import_psycopg2() -> Any:
 
 
 psycopg2 = _import_psycopg2()
-
-Raw = Any  # a DB-API connection: psycopg2's or sqlite3's
 
 
 class ConnectFailed(Exception):

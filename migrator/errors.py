@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import enum
 import signal
-from typing import Any
+
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ExitCode(enum.IntEnum):

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
 from migrator.versions import AlembicIni
 
@@ -28,7 +27,8 @@ def recorded_heads(ini: AlembicIni) -> list[str] | None:
     if files is None or ini.script_location is None:
         return None
     try:
-        record = json.loads((ini.script_location / FILENAME).read_bytes())
+        with open(os.path.join(ini.script_location, FILENAME), "rb") as file:
+            record = json.loads(file.read())
         if record["digest"] != _digest(files):
             return None
         heads = record["heads"]
@@ -39,7 +39,7 @@ def recorded_heads(ini: AlembicIni) -> list[str] | None:
     return None
 
 
-def write(ini_path: Path) -> dict[str, object]:
+def write(ini_path: str) -> dict[str, object]:
     """Ask Alembic for the heads and record them with the digest of the files it read."""
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -49,20 +49,21 @@ def write(ini_path: Path) -> dict[str, object]:
     if files is None or ini.script_location is None:
         reason = "a layout only Alembic reads (see versions.py), or bytecode-only revisions"
         return {"written": False, "reason": reason}
-    heads = sorted(ScriptDirectory.from_config(Config(str(ini_path))).get_heads())
+    heads = sorted(ScriptDirectory.from_config(Config(ini_path)).get_heads())
     record = {"heads": heads, "digest": _digest(files), "revisions": len(files)}
-    target = ini.script_location / FILENAME
-    temporary = target.with_name(f".{FILENAME}.{os.getpid()}")
-    temporary.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    temporary.replace(target)  # atomic: concurrent writers (test workers) never see half a file
-    return {"written": True, "path": str(target), **record}
+    target = os.path.join(ini.script_location, FILENAME)
+    temporary = os.path.join(ini.script_location, f".{FILENAME}.{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+    os.replace(temporary, target)  # atomic: concurrent writers (test workers) never see half a file
+    return {"written": True, "path": target, **record}
 
 
-def _revision_files(ini: AlembicIni) -> list[Path] | None:
+def _revision_files(ini: AlembicIni) -> list[str] | None:
     """Every file Alembic would load as a revision; None for layouts only Alembic reads."""
     if ini.script_location is None or ini.other_layout:
         return None
-    versions = ini.script_location / "versions"
+    versions = os.path.join(ini.script_location, "versions")
     try:
         with os.scandir(versions) as entries:
             names = [e.name for e in entries if not e.name.startswith((".#", "__init__"))]
@@ -70,22 +71,23 @@ def _revision_files(ini: AlembicIni) -> list[Path] | None:
         return None
     if any(name.endswith((".pyc", ".pyo")) for name in names):
         return None  # sourceless revisions beside the sources
-    return [versions / name for name in sorted(names) if name.endswith(".py")]
+    return [os.path.join(versions, name) for name in sorted(names) if name.endswith(".py")]
 
 
-def _digest(files: list[Path]) -> str:
+def _digest(files: list[str]) -> str:
     """SHA-256 over the files' names and bytes: any added, removed or edited file changes it."""
     digest = hashlib.sha256()
     for path in files:
-        content = path.read_bytes()
-        digest.update(f"{path.name}\0{len(content)}\0".encode())
+        with open(path, "rb") as file:
+            content = file.read()
+        digest.update(f"{os.path.basename(path)}\0{len(content)}\0".encode())
         digest.update(content)
     return digest.hexdigest()
 
 
 def main(argv: list[str]) -> int:
     """The build step: one JSON line; exit 1 when Alembic cannot read the scripts."""
-    ini = Path(argv[0] if argv else "alembic.ini")
+    ini = argv[0] if argv else "alembic.ini"
     try:
         report = write(ini)
     except Exception as error:  # a broken script directory fails the build, not the deploy

@@ -21,14 +21,28 @@ import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Protocol
 
-from migrator.database import Raw, lost, sqlite_path
+from migrator.database import lost, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
 from migrator.logs import Log
 from migrator.settings import DatabaseURL
 from migrator.waiting import describe
+
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from migrator.database import Raw
+
+    class Lock(Protocol):
+        def gone(self) -> bool: ...
+        def try_acquire(self) -> bool: ...
+        def listen(self, on: bool = True) -> None: ...
+        def pause(self, seconds: float) -> None: ...
+        def verify(self) -> None: ...
+        def holder(self) -> dict[str, Any] | None: ...
+        def release(self) -> bool: ...
+
 
 HOLDER_LOOKUP_INTERVAL = 5.0  # seconds
 
@@ -36,16 +50,6 @@ HOLDER_LOOKUP_INTERVAL = 5.0  # seconds
 def lock_key(name: str) -> int:
     """The signed 64-bit advisory lock key for a lock name (stable across runs and hosts)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-class Lock(Protocol):
-    def gone(self) -> bool: ...
-    def try_acquire(self) -> bool: ...
-    def listen(self, on: bool = True) -> None: ...
-    def pause(self, seconds: float) -> None: ...
-    def verify(self) -> None: ...
-    def holder(self) -> dict[str, Any] | None: ...
-    def release(self) -> bool: ...
 
 
 class AdvisoryLock:
@@ -93,10 +97,12 @@ class AdvisoryLock:
 
     def _holder_row(self) -> dict[str, Any] | None:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        # The functions behind the pg_locks and pg_stat_activity views: a new session expanding
+        # the views loads their catalog entries first, ~1 ms of server CPU for each waiter.
         return self._row(
             "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
             " a.backend_start, a.state, l.pid = pg_backend_pid() AS ours"
-            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " FROM pg_lock_status() l, pg_stat_get_activity(l.pid) a"
             " WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid = %(high)s AND l.objid = %(low)s AND l.objsubid = 1",
@@ -132,7 +138,7 @@ class AdvisoryLock:
 
 
 class FileLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
 
@@ -162,7 +168,8 @@ class FileLock:
 
     def holder(self) -> dict[str, Any] | None:
         try:
-            return dict(json.loads(self.path.read_text() or "null") or {}) or None
+            with open(self.path, encoding="utf-8") as file:
+                return dict(json.loads(file.read() or "null") or {}) or None
         except (OSError, ValueError):
             return None
 
@@ -179,7 +186,7 @@ def make_lock(raw: Raw, database: DatabaseURL, name: str) -> Lock | None:
     if database.dialect == "postgresql":
         return AdvisoryLock(raw, name)
     path = sqlite_path(database)
-    return FileLock(Path(f"{path}.lock")) if path else None
+    return FileLock(f"{path}.lock") if path else None
 
 
 @contextmanager
@@ -232,9 +239,12 @@ class _Waiting:
     doing the work (16 runners on 2 cores, bench/RESULTS.md).
     """
 
-    # Full-jitter exponential backoff, 10 ms up to a quarter of a second: a freed lock or work
-    # finished elsewhere is seen quickly even without the holder's NOTIFY (a killed holder).
-    FIRST, LONGEST = 0.01, 0.25
+    # Full-jitter exponential backoff from 10 ms (the first poll closes the window between the
+    # failed attempt and LISTEN, when a NOTIFY could be missed) up to a second. A runner holding
+    # the lock NOTIFYs as it lets go, so polling is only for a holder that died without a word
+    # (then the server frees the lock, and a waiter sees it within a second); a shorter ceiling
+    # costs every waiter of a crowded deploy CPU taken from the one runner doing the work.
+    FIRST, LONGEST = 0.01, 1.0
 
     def __init__(self, lock: Lock, *, name: str, timeout: float, log: Log, started: float):
         self.lock, self.name, self.timeout, self.log = lock, name, timeout, log
@@ -258,15 +268,17 @@ class _Waiting:
                 )
             self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
             ceiling = min(ceiling * 2, self.LONGEST)
+            # Work done first: woken by the NOTIFY, most waiters find it so, and leave without
+            # taking the lock (and waking all the others again as they release it).
+            if unneeded():
+                return False
             if self.lock.try_acquire():
                 self.lock.listen(on=False)
                 return True
-            if unneeded():
-                return False
 
     def _report_holder(self) -> None:
         # Who holds the lock, looked up every few seconds rather than every poll: sixteen
-        # waiters asking pg_stat_activity four times a second would load the server for nothing.
+        # waiters reading pg_stat_activity at every poll would load the server for nothing.
         if time.monotonic() < self.next_look:
             return
         self.next_look = time.monotonic() + HOLDER_LOOKUP_INTERVAL

@@ -14,11 +14,15 @@ import datetime
 import json
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
 
 from migrator.settings import redact
 
-EventDict = dict[str, Any]
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    EventDict = dict[str, Any]
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 CONTRACT_KEYS = ("timestamp", "level", "logger", "event")
 

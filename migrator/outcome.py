@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Outcome:

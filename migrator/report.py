@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
 from migrator.errors import ExitCode, Interrupted, MigrateError, exit_code_for
 from migrator.logs import Log
 from migrator.outcome import Outcome
 from migrator.settings import redact
+
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def report(
@@ -18,7 +20,7 @@ def report(
     started: float,
     error: BaseException | None,
     *,
-    termination_log: Path | None,
+    termination_log: str | None,
     secrets: tuple[str, ...],
 ) -> int:
     """The final event: `finished` or `failed`, with everything an operator needs."""
@@ -51,7 +53,7 @@ def report(
 
 
 def _write_termination_message(
-    log: Log, path: Path | None, secrets: tuple[str, ...], event: str, fields: dict[str, Any]
+    log: Log, path: str | None, secrets: tuple[str, ...], event: str, fields: dict[str, Any]
 ) -> None:
     """One line that `kubectl describe pod` shows as the container's termination message."""
     if path is None:
@@ -62,6 +64,7 @@ def _write_termination_message(
         summary += f" error={fields['error']}: {fields['message']}"
     try:
         # Kubernetes keeps at most 4096 bytes of it.
-        path.write_bytes(redact(summary, secrets).encode()[:4096])
+        with open(path, "wb") as file:
+            file.write(redact(summary, secrets).encode()[:4096])
     except OSError as error:
-        log.warning("termination_log_unwritable", path=str(path), error=str(error))
+        log.warning("termination_log_unwritable", path=path, error=str(error))

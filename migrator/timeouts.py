@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from migrator.errors import DDLTimeout
 
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sqlalchemy import Connection
 
 LOCK_NOT_AVAILABLE = "55P03"

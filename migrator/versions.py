@@ -6,30 +6,35 @@ With migrator/heads.py this is what lets a run with nothing to do stop after one
 from __future__ import annotations
 
 import configparser
-from pathlib import Path
-from typing import NamedTuple
+import os
 
-from migrator.database import Raw, missing_table
+from migrator.database import missing_table
+from migrator.records import Record
+
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
+if TYPE_CHECKING:
+    from migrator.database import Raw
 
 
-class AlembicIni(NamedTuple):
+class AlembicIni(Record):
     """The few alembic.ini settings the runner needs before (or instead of) loading Alembic."""
 
-    script_location: Path | None
+    script_location: str | None
     # Layouts only Alembic reads: other or nested version directories, bytecode-only revisions.
     other_layout: bool
     version_table: str
     version_table_schema: str | None
 
     @classmethod
-    def read(cls, path: Path) -> AlembicIni:
-        parser = configparser.ConfigParser(defaults={"here": str(path.parent.resolve())})
+    def read(cls, path: str) -> AlembicIni:
+        here = os.path.dirname(os.path.realpath(path))
+        parser = configparser.ConfigParser(defaults={"here": here})
         parser.read(path, encoding="utf-8")
         section = parser["alembic"] if parser.has_section("alembic") else {}
         location = section.get("script_location")
         return cls(
             # "package:dir" locations are resolved by Alembic only.
-            script_location=Path(location) if location and ":" not in location else None,
+            script_location=location if location and ":" not in location else None,
             other_layout=bool(section.get("version_locations"))
             or any(
                 section.get(option, "false").strip().lower() in ("true", "1", "yes", "on")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from migrator.database import ConnectFailed, Raw
+from migrator.database import ConnectFailed
 from migrator.errors import DatabaseRejected, DatabaseUnavailable
 from migrator.logs import Log
 
+TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from tenacity import RetryCallState
+
+    from migrator.database import Raw
 
 # libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
 # Whatever is not known to be permanent is retried until the deadline: a wrong verdict there

@@ -10,6 +10,8 @@ process imported.
 from __future__ import annotations
 
 import json
+import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +27,15 @@ from tests.conftest import ENTRYPOINT, HEAD, Database, add_revision, job_env, pa
 
 
 def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[str]]:
+    """Run the entrypoint and list what it imported.
+
+    Without `site` (-S), with the packages on PYTHONPATH instead: the image's venv has no .pth
+    files, and the editable install's import hook here would import pathlib itself.
+    """
+    packages = os.pathsep.join(site.getsitepackages())
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", str(ENTRYPOINT), *args],
-        env=env,
+        [sys.executable, "-S", "-X", "importtime", str(ENTRYPOINT), *args],
+        env={**env, "PYTHONPATH": packages},
         capture_output=True,
         text=True,
         timeout=60,
@@ -44,7 +52,11 @@ def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[st
 HEAVY = {"sqlalchemy", "alembic"}
 # Cheaper, but each still a few milliseconds of a run that costs ~0.1 s (see bench/RESULTS.md):
 # `_ssl` is Python's TLS (libpq has its own), the others are avoided on purpose in migrator/.
-AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity"}
+AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity"} | {
+    "typing",  # migrator/records.py
+    "pathlib",
+    "threading",
+}
 
 
 def test_nothing_to_do_imports_neither_sqlalchemy_nor_alembic(db: Database) -> None:
