@@ -13,7 +13,6 @@ database gives the same guarantee to processes on one host.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import random
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 
 from migrator.database import lost, sqlite_path
 from migrator.errors import LockNotHeld, LockTimeout
+from migrator.hashing import sha256
 from migrator.logs import Log
 from migrator.settings import DatabaseURL
 from migrator.waiting import describe
@@ -49,7 +49,7 @@ HOLDER_LOOKUP_INTERVAL = 5.0  # seconds
 
 def lock_key(name: str) -> int:
     """The signed 64-bit advisory lock key for a lock name (stable across runs and hosts)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class AdvisoryLock:

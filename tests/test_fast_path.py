@@ -3,8 +3,8 @@ scripts' heads were recorded by Alembic at build time (migrator/heads.py); whene
 is missing or no longer matches the revision files, the run takes Alembic's full path (and stays
 correct).
 
-Imports are observed from outside with `python -X importtime`, which lists every module a real
-process imported.
+Imports are observed from outside with `python -v`, which lists every module a real process
+loaded (and not the imports made to fail on purpose: see migrator/hashing.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[st
     """
     packages = os.pathsep.join(site.getsitepackages())
     done = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", str(ENTRYPOINT), *args],
+        [sys.executable, "-S", "-v", str(ENTRYPOINT), *args],
         env={**env, "PYTHONPATH": packages},
         capture_output=True,
         text=True,
@@ -42,9 +42,9 @@ def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[st
         check=False,
     )
     modules = {
-        line.split("|")[-1].strip().split(".")[0]
+        line.split("'")[1].split(".")[0]
         for line in done.stderr.splitlines()
-        if line.startswith("import time:")
+        if line.startswith("import '")
     }
     return done.returncode, parse_events(done.stdout), modules
 
@@ -54,6 +54,7 @@ HEAVY = {"sqlalchemy", "alembic"}
 # `_ssl` is Python's TLS (libpq has its own), the others are avoided on purpose in migrator/.
 AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity"} | {
     "typing",  # migrator/records.py
+    "_hashlib",  # migrator/hashing.py
     "pathlib",
     "threading",
 }
