@@ -41,6 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 600.0
 TOOLS = ("runner", "alembic")
+TOOL_NAMES = {"runner": "runner", "alembic": "bare alembic", "floor": "runner + floor waiters"}
 
 
 class BenchError(Exception):
@@ -536,8 +537,13 @@ class Bench:
             log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
 
     def concurrency(self, count: int, sizes: Sequence[int]) -> None:
+        largest = max(sizes)
         for iteration in range(self.iterations):
-            for size in sizes if iteration % 2 == 0 else sizes[::-1]:
+            groups = [*sizes, FLOOR] if iteration % 2 == 0 else [FLOOR, *sizes[::-1]]
+            for size in groups:
+                if size == FLOOR:
+                    self._floor_group(count, largest)
+                    continue
                 scenario = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
                 with self.database() as name:
                     runs = [
@@ -549,14 +555,32 @@ class Bench:
                 applied = sum(_applied(run, "runner") for run in runs)
                 if applied != count:
                     raise BenchError(f"{scenario}: {applied} revisions applied in total")
-                wall = max(r.t_exit for r in runs) - min(r.t_spawn for r in runs)
-                self.sample(scenario, "runner").add(wall)
+                self.sample(scenario, "runner").add(_group_wall(runs))
             log(f"concurrency: iteration {iteration + 1}/{self.iterations} done")
         total = self.iterations * sum(sizes)
         self.checks.append(
             f"Concurrency: all {total} runner processes exited 0, and in every group the "
             f"{count} revisions were applied exactly once."
         )
+
+    def _floor_group(self, count: int, size: int) -> None:
+        """One runner with size-1 bench/floor_waiter.py processes beside it (see that file)."""
+        from migrator.locking import AdvisoryLock  # noqa: PLC0415 - the harness only
+
+        lock = AdvisoryLock(None, "alembic:alembic_version")
+        argv = [
+            str(self.runtime.python), str(REPO / "bench" / "floor_waiter.py"), str(lock.key),
+            lock.channel, revision_id(count),
+        ]  # fmt: skip
+        with self.database() as name:
+            runs = [self.start("runner", count, name, "concurrency floor: runner")]
+            env = self.env(name, count)
+            runs += [self.spawner.start(f"floor waiter #{i}", argv, env) for i in range(size - 1)]
+            for run in runs:
+                self.finish(run)
+        if (applied := _applied(runs[0], "runner")) != count:
+            raise BenchError(f"concurrency floor: the runner applied {applied}, not {count}")
+        self.sample(floor_scenario(count, size), "floor").add(_group_wall(runs))
 
     def wake_on_database_start(self, count: int) -> None:
         """Server accepting connections -> the runner's `database_ready` event."""
@@ -592,33 +616,57 @@ class Bench:
             starter.join()
 
     def wake_on_lock_release(self, count: int) -> None:
-        """Lock released by its holder -> the waiting runner's `lock_acquired` event.
+        """Lock let go by its holder -> the waiting runner's `lock_acquired` event.
 
+        Two ways: released as a runner releases it (unlock and NOTIFY in one transaction), and
+        freed without a word when the holder's session dies (the waiter's poll finds it).
         On an empty database: a runner that finds nothing to do may rightly skip the lock.
         """
-        from migrator.locking import lock_key  # noqa: PLC0415 - heavy; the harness only
+        from migrator.locking import AdvisoryLock  # noqa: PLC0415 - the harness only
 
-        scenario = "wake-up: lock released -> lock_acquired"
-        key = lock_key("alembic:alembic_version")
+        lock = AdvisoryLock(None, "alembic:alembic_version")
+        ways = {
+            WAKE_NOTIFIED: f"SELECT pg_advisory_unlock(%s), pg_notify('{lock.channel}', '')",
+            WAKE_UNANNOUNCED: None,  # the holder's connection closes: its session ends
+        }
         for iteration in range(self.iterations):
-            with self.database() as name:
-                holder = self.cluster.connect(name)
-                try:
-                    with holder.cursor() as cursor:
-                        cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
-                        run = self.start("runner", count, name, scenario)
-                        run.wait_for_event("lock_waiting", 60)
-                        time.sleep(random.uniform(1.0, 2.5))  # noqa: S311 - a random phase
-                        cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                        released = time.time()
-                finally:
-                    holder.close()
-                self.finish(run)
-            if (applied := _applied(run, "runner")) != count:
-                raise BenchError(f"{run.label} applied {applied}, not {count}:\n{run.tail()}")
-            acquired = _timestamp(run.wait_for_event("lock_acquired", 0))
-            self.sample(scenario, "runner").add(acquired - released)
-            log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+            for scenario, release in ways.items():
+                self._wake_on_release(count, scenario, lock.key, release)
+            log(f"wake-up on lock release: iteration {iteration + 1}/{self.iterations} done")
+
+    def _wake_on_release(self, count: int, scenario: str, key: int, release: str | None) -> None:
+        with self.database() as name:
+            holder = self.cluster.connect(name)
+            try:
+                with holder.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+                    run = self.start("runner", count, name, scenario)
+                    run.wait_for_event("lock_waiting", 60)
+                    time.sleep(random.uniform(1.0, 2.5))  # noqa: S311 - a random phase
+                    if release:
+                        cursor.execute(release, (key,))
+                    released = time.time()
+            finally:
+                holder.close()
+            self.finish(run)
+        if (applied := _applied(run, "runner")) != count:
+            raise BenchError(f"{run.label} applied {applied}, not {count}:\n{run.tail()}")
+        acquired = _timestamp(run.wait_for_event("lock_acquired", 0))
+        self.sample(scenario, "runner").add(acquired - released)
+
+
+FLOOR = 0  # in the concurrency groups: the floor group (see Bench._floor_group)
+WAKE_NOTIFIED = "wake-up: lock released (as a runner does) -> lock_acquired"
+WAKE_UNANNOUNCED = "wake-up: lock holder's session ends -> lock_acquired"
+
+
+def floor_scenario(count: int, size: int) -> str:
+    return f"concurrency floor: 1 runner + {size - 1} floor waiters, {count} rev."
+
+
+def _group_wall(runs: Sequence[Run]) -> float:
+    """From the first spawn to the last exit."""
+    return max(run.t_exit for run in runs) - min(run.t_spawn for run in runs)
 
 
 def _applied(run: Run, tool: str) -> int:
@@ -691,13 +739,17 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
     for size in sizes["concurrency"]:
         s = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
         big = size == max(sizes["concurrency"])
-        limit, target = (1.5, "≤ 1.5x one runner") if big else (None, "")
-        result.append(Row(s, "runner", "s", one, "1 runner", limit, target=target))
+        most = 1.5 if big else None
+        target = "≤ 1.5x one runner" if big else ""
+        result.append(Row(s, "runner", "s", one, "1 runner", most, target=target))
+    floor = floor_scenario(count, max(sizes["concurrency"]))
+    result.append(Row(floor, "floor", "s", one, "1 runner"))  # what no runner can beat
     for s, limit in (
         ("wake-up: server accepting -> database_ready", 1.0),
-        ("wake-up: lock released -> lock_acquired", 0.5),
+        (WAKE_NOTIFIED, 0.5),
     ):
         result.append(Row(s, "runner", "s", None, "", limit, True, f"median ≤ {limit:g} s"))
+    result.append(Row(WAKE_UNANNOUNCED, "runner", "s"))  # polled: at most a second apart
     s = "startup: spawn -> first log line (no-op runs)"
     result += [
         Row(s, "runner", "s", (s, "alembic"), "bare", 0.150, True, "≤ 150 ms (every run)", "max"),
@@ -744,7 +796,7 @@ def table(bench: Bench, sizes: dict[str, Sequence[int]]) -> tuple[str, list[str]
             verdict = "met" if met else "**not met**"
             if not met:
                 missed.append(f"{row.scenario} ({row.target})")
-        tool = "runner" if row.tool == "runner" else "bare alembic"
+        tool = TOOL_NAMES[row.tool]
         values = (
             _fmt(v, row.unit) for v in (sample.median, min(sample.values), max(sample.values))
         )
