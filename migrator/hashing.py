@@ -3,7 +3,8 @@
 `import hashlib` loads `_hashlib`, and with it the system's libcrypto: ~2.5 ms of a run with
 nothing to do, for hashing a few small files (psycopg2 carries its own libcrypto, for libpq).
 Without `_hashlib`, hashlib uses its built-in SHA-256, the implementation it documents for
-builds without OpenSSL, and as fast here. That stripped hashlib is not left behind in
+builds without OpenSSL: slower per byte (~0.7 ms for the 220 KB of 300 revisions, against
+~0.1 ms), far cheaper than loading libcrypto. That stripped hashlib is not left behind in
 sys.modules: anything imported later (a revision's own `import hashlib`) gets the whole module,
 `pbkdf2_hmac` and all.
 """
