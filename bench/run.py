@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import itertools
@@ -537,25 +538,13 @@ class Bench:
             log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
 
     def concurrency(self, count: int, sizes: Sequence[int]) -> None:
-        largest = max(sizes)
+        groups: list[Callable[[], None]] = [
+            *(functools.partial(self._runners_group, count, size) for size in sizes),
+            functools.partial(self._floor_group, count, max(sizes)),
+        ]
         for iteration in range(self.iterations):
-            groups = [*sizes, FLOOR] if iteration % 2 == 0 else [FLOOR, *sizes[::-1]]
-            for size in groups:
-                if size == FLOOR:
-                    self._floor_group(count, largest)
-                    continue
-                scenario = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
-                with self.database() as name:
-                    runs = [
-                        self.start("runner", count, name, f"{scenario} #{i + 1}")
-                        for i in range(size)
-                    ]
-                    for run in runs:
-                        self.finish(run)
-                applied = sum(_applied(run, "runner") for run in runs)
-                if applied != count:
-                    raise BenchError(f"{scenario}: {applied} revisions applied in total")
-                self.sample(scenario, "runner").add(_group_wall(runs))
+            for group in groups if iteration % 2 == 0 else groups[::-1]:
+                group()
             log(f"concurrency: iteration {iteration + 1}/{self.iterations} done")
         total = self.iterations * sum(sizes)
         self.checks.append(
@@ -563,14 +552,23 @@ class Bench:
             f"{count} revisions were applied exactly once."
         )
 
+    def _runners_group(self, count: int, size: int) -> None:
+        scenario = f"concurrency: {size} runner{'s' if size > 1 else ''}, {count} rev."
+        with self.database() as name:
+            runs = [self.start("runner", count, name, f"{scenario} #{i + 1}") for i in range(size)]
+            for run in runs:
+                self.finish(run)
+        applied = sum(_applied(run, "runner") for run in runs)
+        if applied != count:
+            raise BenchError(f"{scenario}: {applied} revisions applied in total")
+        self.sample(scenario, "runner").add(_group_wall(runs))
+
     def _floor_group(self, count: int, size: int) -> None:
         """One runner with size-1 bench/floor_waiter.py processes beside it (see that file)."""
-        from migrator.locking import AdvisoryLock  # noqa: PLC0415 - the harness only
-
-        lock = AdvisoryLock(None, "alembic:alembic_version")
+        key, channel = _runner_lock()
         argv = [
-            str(self.runtime.python), str(REPO / "bench" / "floor_waiter.py"), str(lock.key),
-            lock.channel, revision_id(count),
+            str(self.runtime.python), str(REPO / "bench" / "floor_waiter.py"), str(key), channel,
+            revision_id(count),
         ]  # fmt: skip
         with self.database() as name:
             runs = [self.start("runner", count, name, "concurrency floor: runner")]
@@ -622,16 +620,14 @@ class Bench:
         freed without a word when the holder's session dies (the waiter's poll finds it).
         On an empty database: a runner that finds nothing to do may rightly skip the lock.
         """
-        from migrator.locking import AdvisoryLock  # noqa: PLC0415 - the harness only
-
-        lock = AdvisoryLock(None, "alembic:alembic_version")
+        key, channel = _runner_lock()
         ways = {
-            WAKE_NOTIFIED: f"SELECT pg_advisory_unlock(%s), pg_notify('{lock.channel}', '')",
+            WAKE_NOTIFIED: f"SELECT pg_advisory_unlock(%s), pg_notify('{channel}', '')",
             WAKE_UNANNOUNCED: None,  # the holder's connection closes: its session ends
         }
         for iteration in range(self.iterations):
             for scenario, release in ways.items():
-                self._wake_on_release(count, scenario, lock.key, release)
+                self._wake_on_release(count, scenario, key, release)
             log(f"wake-up on lock release: iteration {iteration + 1}/{self.iterations} done")
 
     def _wake_on_release(self, count: int, scenario: str, key: int, release: str | None) -> None:
@@ -655,13 +651,20 @@ class Bench:
         self.sample(scenario, "runner").add(acquired - released)
 
 
-FLOOR = 0  # in the concurrency groups: the floor group (see Bench._floor_group)
 WAKE_NOTIFIED = "wake-up: lock released (as a runner does) -> lock_acquired"
 WAKE_UNANNOUNCED = "wake-up: lock holder's session ends -> lock_acquired"
 
 
 def floor_scenario(count: int, size: int) -> str:
     return f"concurrency floor: 1 runner + {size - 1} floor waiters, {count} rev."
+
+
+def _runner_lock() -> tuple[int, str]:
+    """The key and the NOTIFY channel of the runners' lock (default name)."""
+    from migrator.locking import lock_channel, lock_key  # noqa: PLC0415 - REPO on sys.path first
+
+    key = lock_key("alembic:alembic_version")
+    return key, lock_channel(key)
 
 
 def _group_wall(runs: Sequence[Run]) -> float:

@@ -67,7 +67,7 @@ class Job:
     def project(self) -> Project:
         database = self.settings.database
         project: Project = _running(self).load_project(
-            str(self.settings.alembic_config),
+            self.settings.alembic_config,
             self.log,
             database_url=database.url if database else None,
         )

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from migrator.database import Raw
 
     class Lock(Protocol):
+        LONGEST_PAUSE: float  # seconds between polls, at most
+
         def gone(self) -> bool: ...
         def try_acquire(self) -> bool: ...
         def listen(self, on: bool = True) -> None: ...
@@ -52,12 +54,22 @@ def lock_key(name: str) -> int:
     return int.from_bytes(sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def lock_channel(key: int) -> str:
+    """The channel waiters LISTEN on and the holder NOTIFYs as it lets go."""
+    # Unquoted identifiers fold to lower case; this one is lower case already.
+    return f"migrate_job_{key & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 class AdvisoryLock:
+    # A runner holding the lock NOTIFYs as it lets go, which wakes the waiters at once: polling
+    # is only for a holder that died without a word (the server frees its lock). A shorter
+    # ceiling costs every waiter of a crowded deploy CPU taken from the runner doing the work.
+    LONGEST_PAUSE = 1.0
+
     def __init__(self, raw: Raw, name: str) -> None:
         self._raw = raw
         self.key = lock_key(name)
-        # Unquoted identifiers fold to lower case; this one is lower case already.
-        self.channel = f"migrate_job_{self.key & 0xFFFFFFFFFFFFFFFF:016x}"
+        self.channel = lock_channel(self.key)
 
     def gone(self) -> bool:
         return lost(self._raw)
@@ -103,7 +115,7 @@ class AdvisoryLock:
             "SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr,"
             " a.backend_start, a.state, l.pid = pg_backend_pid() AS ours"
             " FROM pg_lock_status() l, pg_stat_get_activity(l.pid) a"
-            " WHERE l.locktype = 'advisory' AND l.granted"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.pid IS NOT NULL"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid = %(high)s AND l.objid = %(low)s AND l.objsubid = 1",
             high=unsigned >> 32,
@@ -138,6 +150,8 @@ class AdvisoryLock:
 
 
 class FileLock:
+    LONGEST_PAUSE = 0.25  # nothing wakes a waiter here: polling is all there is
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
@@ -239,12 +253,9 @@ class _Waiting:
     doing the work (16 runners on 2 cores, bench/RESULTS.md).
     """
 
-    # Full-jitter exponential backoff from 10 ms (the first poll closes the window between the
-    # failed attempt and LISTEN, when a NOTIFY could be missed) up to a second. A runner holding
-    # the lock NOTIFYs as it lets go, so polling is only for a holder that died without a word
-    # (then the server frees the lock, and a waiter sees it within a second); a shorter ceiling
-    # costs every waiter of a crowded deploy CPU taken from the one runner doing the work.
-    FIRST, LONGEST = 0.01, 1.0
+    # Full-jitter exponential backoff from 10 ms (the first poll also closes the window between
+    # the failed attempt and LISTEN, when a NOTIFY could be missed) up to the lock's ceiling.
+    FIRST = 0.01
 
     def __init__(self, lock: Lock, *, name: str, timeout: float, log: Log, started: float):
         self.lock, self.name, self.timeout, self.log = lock, name, timeout, log
@@ -267,7 +278,7 @@ class _Waiting:
                     holder=holder,
                 )
             self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
-            ceiling = min(ceiling * 2, self.LONGEST)
+            ceiling = min(ceiling * 2, self.lock.LONGEST_PAUSE)
             # Work done first: woken by the NOTIFY, most waiters find it so, and leave without
             # taking the lock (and waking all the others again as they release it).
             if unneeded():

@@ -21,10 +21,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple as Record
 else:
-    # What typing.NamedTuple itself refuses to let a class body override.
-    _RESERVED = frozenset(
-        {"__new__", "__init__", "__slots__", "__getnewargs__", "__annotations__"}
-        | {"_fields", "_field_defaults", "_make", "_replace", "_asdict"}
+    # What typing.NamedTuple refuses to let a class body override.
+    _PROHIBITED = frozenset(
+        {
+            "__new__",
+            "__init__",
+            "__slots__",
+            "__getnewargs__",
+            "_fields",
+            "_field_defaults",
+            "_make",
+            "_replace",
+            "_asdict",
+            "_source",
+        }
     )
 
     class _RecordType(type):
@@ -39,7 +49,9 @@ else:
                 name, fields, defaults=defaults, module=body["__module__"]
             )
             for key, value in body.items():
-                if key not in fields and key not in _RESERVED:
+                if key in _PROHIBITED:
+                    raise AttributeError(f"{name}: cannot overwrite NamedTuple attribute {key}")
+                if key not in fields:  # a field's default is not a class attribute
                     setattr(record, key, value)
             return record
 

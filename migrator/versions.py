@@ -27,7 +27,9 @@ class AlembicIni(Record):
 
     @classmethod
     def read(cls, path: str) -> AlembicIni:
-        here = os.path.dirname(os.path.realpath(path))
+        # The file's own directory, as for Alembic's %(here)s: a symlinked alembic.ini (a
+        # ConfigMap mount) keeps the directory of the link, not its target's.
+        here = os.path.realpath(os.path.dirname(path))
         parser = configparser.ConfigParser(defaults={"here": here})
         parser.read(path, encoding="utf-8")
         section = parser["alembic"] if parser.has_section("alembic") else {}

@@ -380,6 +380,14 @@ check_noop() {
         say "the no-op took Alembic's full path: heads.json missing or stale?"
         return 1
     fi
+    # ...and stays as lean in the image's Python as tests/test_fast_path.py checks here.
+    local avoided
+    avoided=$(grep -E '\| +(typing|pathlib|threading|_hashlib|dataclasses)$' \
+        "$log/noop-imports.err" || true)
+    if [ -n "$avoided" ]; then
+        say "the no-op imported modules it avoids on purpose: $avoided"
+        return 1
+    fi
 }
 
 check_current() {

@@ -4,7 +4,7 @@ is missing or no longer matches the revision files, the run takes Alembic's full
 correct).
 
 Imports are observed from outside with `python -v`, which lists every module a real process
-loaded (and not the imports made to fail on purpose: see migrator/hashing.py).
+loaded (and not an import made to fail on purpose: see migrator/database.py).
 """
 
 from __future__ import annotations
@@ -151,6 +151,15 @@ def rev(revision: str, down: object) -> str:
 
 
 TWO = {"a.py": rev("a", None), "b.py": rev("b", "a")}
+
+
+def test_a_symlinked_alembic_ini_keeps_its_own_directory(tmp_path: Path) -> None:
+    """As for Alembic's %(here)s: a ConfigMap mount is a symlink into a hidden directory."""
+    (target := tmp_path / "..data").mkdir()
+    (target / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
+    (app := tmp_path / "app").mkdir()
+    (app / "alembic.ini").symlink_to(target / "alembic.ini")
+    assert AlembicIni.read(str(app / "alembic.ini")).script_location == f"{app}/migrations"
 
 
 def test_recorded_heads_are_alembics_own(tmp_path: Path) -> None:

@@ -214,6 +214,37 @@ def test_the_waiter_that_wins_stops_listening(db: Database) -> None:
         waiter.close()
 
 
+def test_a_waiter_woken_with_the_work_done_leaves_without_taking_the_free_lock(
+    db: Database,
+) -> None:
+    """Taking it would only wake every other waiter once more, as it let go again."""
+    holder = db.cluster.connect(db.name)
+    waiter = db.cluster.connect(db.name)
+    waiter.autocommit = False
+    lock = AdvisoryLock(waiter, "alembic:alembic_version")
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
+    done = threading.Event()
+
+    def finish_and_release() -> None:
+        done.set()
+        holder.cursor().execute(
+            f"SELECT pg_advisory_unlock(%s), pg_notify('{lock.channel}', '')", (lock.key,)
+        )
+
+    releaser = threading.Timer(0.3, finish_and_release)
+    releaser.start()
+    try:
+        waiting = _Waiting(
+            lock, name="test", timeout=20, log=Log(stream=io.StringIO()), started=time.monotonic()
+        )
+        assert waiting.until_acquired(done.is_set) is False
+        assert db.advisory_locks() == 0, "the lock was free, and the waiter left it so"
+    finally:
+        releaser.join()
+        holder.close()
+        waiter.close()
+
+
 def test_a_notification_read_during_a_query_is_not_slept_through(db: Database) -> None:
     waiter = db.cluster.connect(db.name)
     other = db.cluster.connect(db.name)

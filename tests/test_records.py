@@ -34,6 +34,7 @@ def test_fields_defaults_methods_and_docstring() -> None:
     assert Point.__doc__ == "A point."
     assert Point.__module__ == __name__
     assert repr(Point(1)) == "Point(x=1, y=0, label=None)"
+    assert list(Point.__annotations__) == ["x", "y", "label"]
 
 
 def test_records_are_immutable_and_missing_fields_are_refused() -> None:
@@ -50,6 +51,16 @@ def test_a_field_without_default_after_one_with_default_is_refused() -> None:
         class Broken(Record):
             a: int = 0
             b: int
+
+
+def test_the_tuple_machinery_cannot_be_overridden() -> None:
+    with pytest.raises(AttributeError, match="_replace"):
+
+        class Broken(Record):
+            a: int
+
+            def _replace(self, **changes: object) -> Broken:
+                return self
 
 
 def test_a_method_the_class_defines_wins_over_the_tuple_one() -> None:

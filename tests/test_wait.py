@@ -42,8 +42,10 @@ def test_database_never_up_exits_3_within_the_timeout() -> None:
 def test_database_restarting_is_retried(own_cluster: Cluster) -> None:
     own_cluster.start()
     own_cluster.stop()
-    threading.Timer(1.5, own_cluster.start).start()
+    starter = threading.Timer(1.5, own_cluster.start)
+    starter.start()
     result = run_job("wait", env=job_env(own_cluster.url("postgres"), MIGRATE_WAIT_TIMEOUT="20"))
+    starter.join()  # pg_ctl may still be waiting when the job already got in: not a teardown race
     assert result.code == 0
     assert result.named("database_unavailable")
 
