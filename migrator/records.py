@@ -42,6 +42,8 @@ else:
             if not bases:  # `Record` itself
                 return super().__new__(cls, name, bases, body)
             fields = tuple(body.get("__annotations__", {}))
+            if not fields:  # Python 3.14 defers annotations unless the module says otherwise
+                raise TypeError(f"{name}: no fields (is `from __future__ import annotations` on?)")
             defaults = [body[field] for field in fields if field in body]
             if any(field in body for field in fields[: len(fields) - len(defaults)]):
                 raise TypeError(f"{name}: a field without a default follows one with a default")

@@ -53,6 +53,13 @@ def test_a_field_without_default_after_one_with_default_is_refused() -> None:
             b: int
 
 
+def test_a_record_without_fields_is_refused() -> None:
+    with pytest.raises(TypeError, match="no fields"):
+
+        class Empty(Record):
+            pass
+
+
 def test_the_tuple_machinery_cannot_be_overridden() -> None:
     with pytest.raises(AttributeError, match="_replace"):
 
