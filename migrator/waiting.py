@@ -52,8 +52,7 @@ def describe(error: BaseException) -> str:
 
 def heals(error: BaseException) -> bool:
     """Whether waiting could make this connection failure go away."""
-    permanent = re.search(_PERMANENT, str(error), re.IGNORECASE)
-    return isinstance(error, ConnectFailed) and not permanent
+    return isinstance(error, ConnectFailed) and not re.search(_PERMANENT, str(error), re.I)
 
 
 def replaying(first: Any, attempt: Callable[[], Any]) -> Callable[[], Any]:
