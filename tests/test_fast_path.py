@@ -14,7 +14,9 @@ import os
 import site
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 import pytest
 from alembic.config import Config
@@ -26,19 +28,32 @@ from migrator.versions import AlembicIni
 from tests.conftest import ENTRYPOINT, HEAD, Database, add_revision, job_env, parse_events
 
 
-def start_traced(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """The entrypoint, telling on stderr every module it loads (see `loaded`).
+def start_traced(*args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], IO[str]]:
+    """The entrypoint, telling every module it loads (see `loaded`) into a temporary file.
 
-    Without `site` (-S), with the packages on PYTHONPATH instead: the image's venv has no .pth
-    files, and the editable install's import hook here would import pathlib itself.
+    A file, not a pipe: a runner at work writes thousands of lines, and a full pipe would stall
+    it (with the lock held) while the test still reads another runner. Without `site` (-S),
+    with the packages on PYTHONPATH instead: the image's venv has no .pth files, and the
+    editable install's import hook here would import pathlib itself.
     """
-    return subprocess.Popen(
+    trace = tempfile.TemporaryFile("w+")  # noqa: SIM115 - finish_traced closes it
+    process = subprocess.Popen(
         [sys.executable, "-S", "-v", str(ENTRYPOINT), *args],
         env={**env, "PYTHONPATH": os.pathsep.join(site.getsitepackages())},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=trace,
         text=True,
     )
+    return process, trace
+
+
+def finish_traced(
+    process: subprocess.Popen[str], trace: IO[str]
+) -> tuple[int, list[dict], set[str]]:
+    stdout, _ = process.communicate(timeout=60)
+    with trace:
+        trace.seek(0)
+        return process.returncode, parse_events(stdout), loaded(trace.read())
 
 
 def loaded(stderr: str) -> set[str]:
@@ -51,9 +66,7 @@ def loaded(stderr: str) -> set[str]:
 
 
 def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[str]]:
-    process = start_traced(*args, env=env)
-    stdout, stderr = process.communicate(timeout=60)
-    return process.returncode, parse_events(stdout), loaded(stderr)
+    return finish_traced(*start_traced(*args, env=env))
 
 
 HEAVY = {"sqlalchemy", "alembic"}
@@ -93,15 +106,14 @@ def test_waiters_that_find_the_work_done_skip_the_heavy_imports(db: Database) ->
     runners = [start_traced("upgrade", env=job_env(db.url)) for _ in range(4)]
     heavy, finals = 0, []
     for runner in runners:
-        stdout, stderr = runner.communicate(timeout=60)
-        assert runner.returncode == 0, stdout
-        events = parse_events(stdout)
+        code, events, modules = finish_traced(*runner)
+        assert code == 0, events
         finals.append(events[-1])
         if events[-1]["applied"]:
             heavy += 1
-            assert loaded(stderr) >= HEAVY
+            assert modules >= HEAVY
         else:
-            assert not HEAVY & loaded(stderr), f"a runner with nothing to do stays light: {stdout}"
+            assert not modules & HEAVY, f"a runner with nothing to do stays light: {events}"
     assert heavy == 1, finals
     assert db.version() == [HEAD]
 
