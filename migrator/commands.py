@@ -158,7 +158,7 @@ def _mutate(job: Job, kind: str) -> None:
 
 def _running(job: Job) -> ModuleType:
     """Alembic and SQLAlchemy, loaded only now that there is work for them."""
-    job.log.use_structlog()  # their stdlib log records must go through our renderer
+    job.log.route_stdlib()  # their stdlib records go through our chain, until env.py says otherwise
     from migrator import running
 
     return running

@@ -1,11 +1,16 @@
-"""The one place that owns output: every event goes through `Log`, rendered by structlog.
+"""The one place that owns output: every event goes through `Log`, rendered by one chain.
 
-structlog's pipeline (processors below) renders every line, ours and the stdlib records of
-Alembic and SQLAlchemy alike. One exception, for speed: importing structlog costs ~50 ms (its
-stdlib integration imports asyncio), a third of what a whole run with nothing to do may cost.
-So until the heavy libraries load (or a console is asked for), `Log` renders JSON lines itself,
-with the same processors' logic and the same output, byte for byte but for the timestamp
-(tests/test_logs.py holds the two side by side).
+The chain (enrich, redact, render) is a list of structlog-style processors, defined once below.
+The job's own events run through it and are written straight to the job's stream, never through
+the stdlib `logging` tree: a project's env.py may call `fileConfig` (every Alembic template
+does), which disables existing loggers and replaces the root handlers, and the job's events, the
+final `finished`/`failed` line above all, must survive that. Alembic's and SQLAlchemy's stdlib
+records are routed through the same chain by a root handler (`route_stdlib`), until an env.py
+configures logging its own way; then they follow the user's configuration, as they would under
+Alembic's own CLI.
+
+structlog itself is imported only for the console renderer and the stdlib bridge: importing it
+costs ~50 ms (its stdlib integration imports asyncio), a third of a run with nothing to do.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from migrator.settings import redact
 
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     EventDict = dict[str, Any]
+    Processor = Callable[[Any, str, EventDict], Any]
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 CONTRACT_KEYS = ("timestamp", "level", "logger", "event")
@@ -52,10 +58,21 @@ class Redact:
         return value
 
 
+def _timestamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """structlog's TimeStamper(fmt="iso", utc=True), without importing structlog."""
+    now = datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+    event_dict["timestamp"] = now
+    return event_dict
+
+
 def _contract_keys_first(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """`timestamp level logger event` lead every line, so a human scanning JSON finds them."""
     head = {key: event_dict.pop(key) for key in CONTRACT_KEYS}
     return {**head, **event_dict}
+
+
+def _json(_: Any, __: str, event_dict: EventDict) -> str:
+    return json.dumps(event_dict, default=str)
 
 
 def _progress(_: Any, __: str, event_dict: EventDict) -> EventDict:
@@ -70,10 +87,17 @@ def _progress(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def _drop_meta(_: Any, __: str, event_dict: EventDict) -> EventDict:
-    event_dict.pop("_record", None)
-    event_dict.pop("_from_structlog", None)
-    return event_dict
+def _enrich(secrets: tuple[str, ...]) -> list[Processor]:
+    return [_timestamp, Redact(secrets)]
+
+
+def _render(fmt: str, stream: TextIO) -> list[Processor]:
+    if fmt != "console":
+        return [_contract_keys_first, _json]
+    import structlog  # see the module docstring: loaded only when needed
+
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    return [_progress, structlog.dev.ConsoleRenderer(colors=is_tty)]
 
 
 class Log:
@@ -91,16 +115,7 @@ class Log:
         self._fmt, self._level, self._secrets = fmt, level, secrets
         self._stream = stream or sys.stdout
         self._name = name
-        self._structlog: Any = None
-        if fmt != "json":
-            self.use_structlog()
-
-    def use_structlog(self) -> None:
-        """From now on render through structlog, stdlib records (Alembic, SQLAlchemy) included."""
-        if self._structlog is None:
-            self._structlog = _configure_structlog(
-                self._fmt, self._level, self._secrets, self._stream
-            ).get_logger(self._name)
+        self._chain = [*_enrich(secrets), *_render(fmt, self._stream)]
 
     def debug(self, event: str, **fields: Any) -> None:
         self._emit("debug", event, fields)
@@ -115,62 +130,41 @@ class Log:
         self._emit("error", event, fields)
 
     def _emit(self, level: str, event: str, fields: EventDict) -> None:
-        if self._structlog is not None:
-            getattr(self._structlog, level)(event, **fields)
-        elif LEVELS[level] >= LEVELS[self._level]:
-            # The structlog pipeline's steps, in its order (see _configure_structlog).
-            event_dict = {**fields, "event": event, "level": level, "logger": self._name}
-            event_dict["timestamp"] = _now_iso()
-            event_dict = _contract_keys_first(
-                None, level, Redact(self._secrets)(None, level, event_dict)
+        if LEVELS[level] < LEVELS[self._level]:
+            return
+        rendered: Any = {**fields, "event": event, "level": level, "logger": self._name}
+        for processor in self._chain:
+            rendered = processor(None, level, rendered)
+        self._stream.write(f"{rendered}\n")
+        self._stream.flush()
+
+    def route_stdlib(self) -> None:
+        """Send stdlib records (Alembic, SQLAlchemy, warnings) through the same chain and stream."""
+        import logging
+
+        import structlog
+
+        handler = logging.StreamHandler(self._stream)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[
+                    structlog.stdlib.add_log_level,
+                    structlog.stdlib.add_logger_name,
+                    *_enrich(self._secrets),
+                ],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *_render(self._fmt, self._stream),
+                ],
             )
-            self._stream.write(json.dumps(event_dict, default=str) + "\n")
-            self._stream.flush()
-
-
-def _now_iso() -> str:
-    """structlog's TimeStamper(fmt="iso", utc=True)."""
-    return datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _configure_structlog(fmt: str, level: str, secrets: tuple[str, ...], stream: TextIO) -> Any:
-    """Route structlog and stdlib logging to one stream through one renderer."""
-    import logging
-
-    import structlog  # see the module docstring: loaded only when needed
-
-    shared: list[Any] = [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-        Redact(secrets),
-    ]
-    renderer: list[Any] = [_drop_meta]
-    if fmt == "console":
-        is_tty = bool(getattr(stream, "isatty", lambda: False)())
-        renderer += [_progress, structlog.dev.ConsoleRenderer(colors=is_tty)]
-    else:
-        renderer += [_contract_keys_first, structlog.processors.JSONRenderer(default=str)]
-
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=renderer)
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    library_level = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in _LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(library_level)
-    logging.captureWarnings(True)
-
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
-    return structlog.stdlib
+        )
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(self._level.upper())
+        library_level = logging.DEBUG if self._level == "debug" else logging.WARNING
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(library_level)
+        logging.captureWarnings(True)
 
 
 class LogWriter:

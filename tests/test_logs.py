@@ -1,5 +1,5 @@
 """The log pipeline: contract keys, stdlib records routed through it, redaction as a processor,
-and the light JSON path that renders exactly what structlog renders."""
+and the job's own events surviving whatever a project's env.py does to `logging`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def lines(buffer: io.StringIO) -> list[dict]:
 
 def structlog_log(**options) -> Log:
     log = Log(**options)
-    log.use_structlog()
+    log.route_stdlib()
     return log
 
 
@@ -41,17 +41,6 @@ EVENT = {
     "nested": {"list": ["x", 1, None, 2.5], "url": "postgresql://u:hunter2!x@h/db"},
     "error": ValueError("boom"),
 }
-
-
-def test_light_and_structlog_paths_render_the_same_line(stream) -> None:
-    secrets = ("hunter2!x",)
-    Log(secrets=secrets, stream=stream).warning("migration_finished", **EVENT)
-    structlog_log(secrets=secrets, stream=stream).warning("migration_finished", **EVENT)
-    light, full = stream.getvalue().splitlines()
-    cut = len('{"timestamp": "2026-11-25T20:15:37.759381Z"')
-    assert light[cut:] == full[cut:]
-    assert "hunter2" not in light
-    assert json.loads(light)["timestamp"].endswith("Z")
 
 
 def test_structlog_and_stdlib_records_share_one_json_renderer(stream) -> None:
@@ -126,3 +115,27 @@ def test_console_renders_progress_lines(stream) -> None:
         duration_s=0.42, direction="upgrade",
     )  # fmt: skip
     assert "[3/7] a1b2c3 add due date ... 0.42 s" in stream.getvalue()
+
+
+def test_job_events_survive_what_env_py_does_to_logging(stream, tmp_path) -> None:
+    """Alembic's templates call fileConfig (disable_existing_loggers, own handlers, own levels);
+    others call basicConfig, remove every handler, or raise the root level."""
+    import logging.config
+
+    log = structlog_log(stream=stream)
+    ini = tmp_path / "logging.ini"
+    ini.write_text(
+        "[loggers]\nkeys = root\n[handlers]\nkeys = null\n[formatters]\nkeys =\n"
+        "[logger_root]\nlevel = CRITICAL\nhandlers = null\n"
+        "[handler_null]\nclass = NullHandler\nargs = ()\n"
+    )
+    logging.config.fileConfig(ini, disable_existing_loggers=True)
+    log.info("after_fileconfig")
+    logging.getLogger().handlers.clear()
+    logging.basicConfig(level=logging.CRITICAL, force=True, stream=io.StringIO())
+    logging.disable(logging.CRITICAL)
+    try:
+        log.error("failed", exit_code=2)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert [line["event"] for line in lines(stream)] == ["after_fileconfig", "failed"]
