@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     EventDict = dict[str, Any]
-    Processor = Callable[[Any, str, EventDict], Any]
+    Processor = Callable[[Any, str, Any], Any]  # structlog's processor signature
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 CONTRACT_KEYS = ("timestamp", "level", "logger", "event")

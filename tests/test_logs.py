@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import logging.config
 import warnings
 
 import pytest
@@ -120,8 +121,6 @@ def test_console_renders_progress_lines(stream) -> None:
 def test_job_events_survive_what_env_py_does_to_logging(stream, tmp_path) -> None:
     """Alembic's templates call fileConfig (disable_existing_loggers, own handlers, own levels);
     others call basicConfig, remove every handler, or raise the root level."""
-    import logging.config
-
     log = structlog_log(stream=stream)
     ini = tmp_path / "logging.ini"
     ini.write_text(
