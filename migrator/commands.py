@@ -186,16 +186,18 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
         with _sqlalchemy(job, raw) as connection:
             for attempt in _ddl_retries(job):
                 with attempt:
-                    running.migrate(
+                    job.outcome.revisions_after = running.migrate(
                         job.project,
                         connection,
                         steps,
                         limits=limits,
                         log=job.log,
                         outcome=job.outcome,
+                        secrets=job.settings.secrets,
                     )
     finally:
-        job.outcome.revisions_after = _revisions_now(job, raw)
+        if job.outcome.revisions_after is None:  # failed: where it stands, read on the way out
+            job.outcome.revisions_after = _revisions_now(job, raw)
 
 
 def _revisions_now(job: Job, raw: Raw) -> list[str] | None:

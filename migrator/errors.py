@@ -4,6 +4,7 @@
     ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
     │   ├── ConfigError                  a variable or flag is missing or malformed
     │   ├── RevisionError                unknown revision, several heads, corrupt version table
+    │   ├── ProjectError                 the project's env.py cannot be run as the job promises
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
     │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
     ├── DatabaseUnavailable           3  not reachable before the wait timeout
@@ -58,6 +59,10 @@ class ConfigError(UsageError):
 
 class RevisionError(UsageError):
     """A revision argument or the version table does not fit the script directory."""
+
+
+class ProjectError(UsageError):
+    """The project's env.py failed, or does something the job cannot make safe."""
 
 
 class DatabaseRejected(UsageError):
