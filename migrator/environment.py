@@ -12,8 +12,9 @@ written for plain Alembic:
 - Alembic's own report of the heads after each step (`on_version_apply`) is kept, so that the job
   can verify afterwards that the locked database shows them.
 
-`hand_over` gives env.py the job's URL where the templates look for one: `sqlalchemy.url` and
-`DATABASE_URL`.
+`hand_over` gives env.py the job's URL where the templates look for one (`sqlalchemy.url` and
+`DATABASE_URL`), and makes any other postgresql:// URL env.py reads load the driver the image
+ships.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def hand_over(config: Config, url: str) -> None:
     # An env.py that reads the variable gets the URL with the driver the image ships (a plain
     # postgresql:// would mean psycopg 3 to SQLAlchemy 2.1, which the image does not carry).
     os.environ["DATABASE_URL"] = url
+    prefer_shipped_driver()
+
+
+def prefer_shipped_driver() -> None:
+    """`postgresql://` and `postgres://` mean psycopg2 in this process, unless psycopg 3 is there.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which the image does not ship, and
+    refuses `postgres://`; an env.py reading its own variable gets whatever the application uses.
+    SQLAlchemy's dialect registry is the documented way to say which module a name loads.
+    """
+    import importlib.util
+
+    from sqlalchemy.dialects import registry
+
+    if importlib.util.find_spec("psycopg") is None:
+        for name in ("postgresql", "postgres"):
+            registry.register(name, "sqlalchemy.dialects.postgresql.psycopg2", "PGDialect_psycopg2")
 
 
 def per_migration(config: Config) -> bool:

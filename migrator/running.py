@@ -179,9 +179,10 @@ def _run_env(project: Project, environment: JobEnvironment) -> None:
 
 def _async_url(url: str) -> str | None:
     """The job's URL for asyncpg, when it is installed; libpq's sslmode is asyncpg's ssl."""
-    import importlib.util
-
-    if not all(importlib.util.find_spec(name) for name in ("asyncpg", "greenlet")):
+    try:
+        import asyncpg  # noqa: F401
+        import greenlet  # noqa: F401
+    except ImportError:
         return None
     return url.replace("postgresql+psycopg2://", "postgresql+asyncpg://", 1).replace(
         "sslmode=", "ssl=", 1
