@@ -16,7 +16,7 @@ import os
 import sys
 
 from migrator.hashing import sha256
-from migrator.versions import AlembicIni
+from migrator.versions import AlembicIni, config_files
 
 FILENAME = "heads.json"
 
@@ -49,7 +49,9 @@ def write(ini_path: str) -> dict[str, object]:
     if files is None or ini.script_location is None:
         reason = "a layout only Alembic reads (see versions.py), or bytecode-only revisions"
         return {"written": False, "reason": reason}
-    heads = sorted(ScriptDirectory.from_config(Config(ini_path)).get_heads())
+    ini_file, toml_file = config_files(ini_path)
+    config = Config(ini_file, toml_file=toml_file)
+    heads = sorted(ScriptDirectory.from_config(config).get_heads())
     record = {"heads": heads, "digest": _digest(files), "revisions": len(files)}
     target = os.path.join(ini.script_location, FILENAME)
     temporary = os.path.join(ini.script_location, f".{FILENAME}.{os.getpid()}")

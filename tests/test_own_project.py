@@ -106,16 +106,11 @@ with engine.connect() as connection:
     with context.begin_transaction():
         context.run_migrations()
 """
-# Bypasses alembic.context altogether: the job must not report work it cannot see.
-OWN_CONTEXT = """
+# Configures and returns without running anything: the job must not report work it never saw.
+FORGETS_TO_RUN = """
 from alembic import context
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import engine_from_config, pool
 
-config = context.config
-engine = engine_from_config(config.get_section(config.config_ini_section), poolclass=pool.NullPool)
-with engine.connect() as connection:
-    MigrationContext.configure(connection).run_migrations()
+context.configure(connection=context.config.attributes["connection"])
 """
 # Opts out of per-revision transactions and then never opens one: nothing is committed.
 NEVER_COMMITS = """
@@ -162,7 +157,7 @@ def make_project(directory: Path, style: str) -> Path:
         "attributes": ATTRIBUTES,
         "single_transaction": SINGLE_TRANSACTION,
         "hostile_logging": HOSTILE_LOGGING,
-        "own_context": OWN_CONTEXT,
+        "forgets_to_run": FORGETS_TO_RUN,
         "never_commits": NEVER_COMMITS,
     }
     if style in own:
@@ -262,11 +257,17 @@ def test_eight_runners_apply_each_revision_once(
     assert all(r.final["event"] == "finished" for r in results)
 
 
-@pytest.mark.parametrize("style", ["generic", "async", "env_var", "single_transaction"])
+@pytest.mark.parametrize(
+    ("style", "opt_out"),
+    [("generic", False), ("async", False), ("env_var", False), ("single_transaction", False),
+     ("single_transaction", True)],
+)  # fmt: skip
 def test_sigkill_mid_revision_then_rerun_leaves_a_clean_schema(
-    tmp_path: Path, db: Database, decoy: Database, style: str
+    tmp_path: Path, db: Database, decoy: Database, style: str, opt_out: bool
 ) -> None:
     ini = make_project(tmp_path, style)
+    if opt_out:
+        set_ini(ini, "transaction_per_migration", "false")
     env = style_env(style, db, decoy, ini)
     job = Running("upgrade", "head", env={**env, "SLOW_REVISION": "1"})
     while job.wait_for("migration_started")["revision"] != REVISIONS[1]:
@@ -277,9 +278,9 @@ def test_sigkill_mid_revision_then_rerun_leaves_a_clean_schema(
     rerun = run_job("upgrade", "head", env=env)
     assert rerun.code == 0, rerun.stdout
     assert db.version() == [HEAD]
-    # Per revision, the first was committed before the kill and is not run again; in one
-    # transaction for everything, nothing was.
-    expected = 3 if style == "single_transaction" else 2
+    # Per revision (whatever env.py asked for), the first was committed before the kill and is
+    # not run again; with the project's opt-out, one transaction for all: nothing was.
+    expected = 3 if opt_out else 2
     assert rerun.final["applied"] == expected
     assert [run[0] for run in ddl_runs(db)] == REVISIONS
     columns = db.query(
@@ -332,7 +333,7 @@ def test_async_env_py_without_an_async_driver_is_refused_clearly(
 @pytest.mark.parametrize(
     ("style", "phrase"),
     [
-        ("own_context", "returned without running the migrations"),
+        ("forgets_to_run", "returned without running the migrations"),
         ("never_commits", "did not reach the locked database"),
     ],
 )
@@ -390,3 +391,18 @@ def test_stdlib_lines_follow_the_users_logging_while_job_events_stay_on_stdout(
     # The template's fileConfig sends Alembic's INFO lines to stderr, in its own format.
     assert "INFO  [alembic.runtime.migration]" in result.stderr
     assert result.final["event"] == "finished"
+
+
+def test_opting_out_of_per_revision_transactions_says_so_in_the_events(
+    tmp_path: Path, db: Database
+) -> None:
+    ini = make_project(tmp_path, "generic")
+    set_ini(ini, "transaction_per_migration", "false")
+    result = run_job("upgrade", "head", env=job_env(db.url, ALEMBIC_CONFIG=str(ini)))
+    assert result.code == 0, result.stdout
+    assert result.named("migration_finished") == []  # "finished" would claim a commit
+    assert [e["revision"] for e in result.named("migration_ran")] == REVISIONS
+    names = [e["event"] for e in result.events]
+    assert names.index("migrations_committed") > names.index("migration_ran")
+    assert result.one("migrations_committed")["steps"] == 3
+    assert result.final["applied"] == 3 and db.version() == [HEAD]
