@@ -98,31 +98,48 @@ class Settings(Record):
         return self.database
 
 
-def load_settings(values: Mapping[str, str], *, stdout_is_tty: bool = False) -> Settings:
-    """Build the settings from variables (flags already merged over the environment)."""
+def load_settings(
+    values: Mapping[str, str],
+    *,
+    stdout_is_tty: bool = False,
+    flags: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from variables (flags already merged over the environment).
+
+    `flags` maps a variable to the flag that set it: an error names what the user typed.
+    """
+    given = flags or {}
 
     def get(name: str) -> str | None:
         return _value(values, name)
 
-    log_format = _choice(get("MIGRATE_LOG_FORMAT"), "MIGRATE_LOG_FORMAT", LOG_FORMATS)
+    def seconds(name: str, *, positive: bool = False) -> float:
+        return _seconds(get(name), given.get(name, name), positive=positive)
+
+    def choice(name: str, allowed: tuple[str, ...]) -> str:
+        return _choice(get(name), given.get(name, name), allowed)
+
+    log_format = choice("MIGRATE_LOG_FORMAT", LOG_FORMATS)
     if log_format == "auto":
         log_format = "console" if stdout_is_tty else "json"
     return Settings(
-        database=database_from(values),
-        alembic_config=_alembic_config(get("ALEMBIC_CONFIG")),
-        wait_timeout=_seconds(get("MIGRATE_WAIT_TIMEOUT"), "MIGRATE_WAIT_TIMEOUT"),
-        connect_timeout=_seconds(
-            get("MIGRATE_CONNECT_TIMEOUT"), "MIGRATE_CONNECT_TIMEOUT", positive=True
+        database=database_from(values, flags=given),
+        alembic_config=_alembic_config(
+            get("ALEMBIC_CONFIG"), given.get("ALEMBIC_CONFIG", "ALEMBIC_CONFIG")
         ),
-        lock_timeout=_seconds(get("MIGRATE_LOCK_TIMEOUT"), "MIGRATE_LOCK_TIMEOUT"),
+        wait_timeout=seconds("MIGRATE_WAIT_TIMEOUT"),
+        connect_timeout=seconds("MIGRATE_CONNECT_TIMEOUT", positive=True),
+        lock_timeout=seconds("MIGRATE_LOCK_TIMEOUT"),
         lock_name=get("MIGRATE_LOCK_NAME"),
-        await_timeout=_seconds(get("MIGRATE_AWAIT_TIMEOUT"), "MIGRATE_AWAIT_TIMEOUT"),
-        ddl_lock_timeout=_seconds(get("MIGRATE_DDL_LOCK_TIMEOUT"), "MIGRATE_DDL_LOCK_TIMEOUT"),
-        statement_timeout=_seconds(get("MIGRATE_STATEMENT_TIMEOUT"), "MIGRATE_STATEMENT_TIMEOUT"),
-        ddl_retries=_count(get("MIGRATE_DDL_RETRIES"), "MIGRATE_DDL_RETRIES"),
+        await_timeout=seconds("MIGRATE_AWAIT_TIMEOUT"),
+        ddl_lock_timeout=seconds("MIGRATE_DDL_LOCK_TIMEOUT"),
+        statement_timeout=seconds("MIGRATE_STATEMENT_TIMEOUT"),
+        ddl_retries=_count(
+            get("MIGRATE_DDL_RETRIES"), given.get("MIGRATE_DDL_RETRIES", "MIGRATE_DDL_RETRIES")
+        ),
         termination_log=termination_log(values),
         log_format=log_format,
-        log_level=_choice(get("MIGRATE_LOG_LEVEL"), "MIGRATE_LOG_LEVEL", LOG_LEVELS),
+        log_level=choice("MIGRATE_LOG_LEVEL", LOG_LEVELS),
     )
 
 
@@ -135,20 +152,25 @@ def _value(values: Mapping[str, str], name: str) -> str | None:
     return value or _DEFAULTS[name]
 
 
+def _shown(name: str, raw: str | None) -> str:
+    """A setting as the user wrote it: `--wait-timeout '-5'` or `MIGRATE_WAIT_TIMEOUT='-5'`."""
+    return f"{name} {raw!r}" if name.startswith("--") else f"{name}={raw!r}"
+
+
 def _seconds(raw: str | None, name: str, *, positive: bool = False) -> float:
     try:
         value = float(raw or "")
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+        raise ConfigError(f"{_shown(name, raw)} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         expected = "greater than 0" if positive else "0 or more"
-        raise ConfigError(f"{name}={raw!r} must be a finite number of seconds, {expected}")
+        raise ConfigError(f"{_shown(name, raw)} must be a finite number of seconds, {expected}")
     return value
 
 
 def _count(raw: str | None, name: str) -> int:
     if not re.fullmatch(r"[0-9]{1,3}", raw or "") or int(raw or "") > 100:
-        raise ConfigError(f"{name}={raw!r} must be a whole number from 0 to 100")
+        raise ConfigError(f"{_shown(name, raw)} must be a whole number from 0 to 100")
     return int(raw or "")
 
 
@@ -164,41 +186,51 @@ def termination_log(values: Mapping[str, str]) -> str | None:
 def _choice(raw: str | None, name: str, allowed: tuple[str, ...]) -> str:
     value = (raw or "").lower()
     if value not in allowed:
-        raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(allowed)}")
+        raise ConfigError(f"{_shown(name, raw)} is not one of: {', '.join(allowed)}")
     return value
 
 
-def _alembic_config(raw: str | None) -> str:
+def _alembic_config(raw: str | None, name: str = "ALEMBIC_CONFIG") -> str:
     path = raw or os.path.join(PROJECT_ROOT, "alembic.ini")
     if not os.path.isfile(path):
-        raise ConfigError(f"ALEMBIC_CONFIG: no file at {path!r}")
+        raise ConfigError(f"{name}: no file at {path!r}")
     return path
 
 
-def database_from(values: Mapping[str, str]) -> DatabaseURL | None:
+def database_from(
+    values: Mapping[str, str], *, flags: Mapping[str, str] | None = None
+) -> DatabaseURL | None:
     """The database named by DATABASE_URL or DATABASE_URL_FILE (+ DATABASE_PASSWORD_FILE)."""
+    given = flags or {}
+    url_name = given.get("DATABASE_URL", "DATABASE_URL")
+    file_name = given.get("DATABASE_URL_FILE", "DATABASE_URL_FILE")
+    password_name = given.get("DATABASE_PASSWORD_FILE", "DATABASE_PASSWORD_FILE")
     url, url_file = _value(values, "DATABASE_URL"), _value(values, "DATABASE_URL_FILE")
     if url and url_file:
-        raise ConfigError("DATABASE_URL and DATABASE_URL_FILE are both set: set only one")
+        raise ConfigError(f"{url_name} and {file_name} are both set: set only one")
+    source = url_name
     if url_file:
-        url = _read_secret_file(url_file, "DATABASE_URL_FILE")
+        url = _read_secret_file(url_file, file_name)
+        source = f"the URL in {file_name}"
     if not url:
         return None
     password_file = _value(values, "DATABASE_PASSWORD_FILE")
     if password_file:
-        url = _with_password(url, _read_secret_file(password_file, "DATABASE_PASSWORD_FILE"))
-    return parse_database_url(url)
+        url = _with_password(
+            url, _read_secret_file(password_file, password_name), source, password_name
+        )
+    return parse_database_url(url, source=source)
 
 
-def _with_password(url: str, password: str) -> str:
+def _with_password(url: str, password: str, source: str, password_name: str) -> str:
     scheme, sep, rest = url.partition("://")
     authority, slash, path = rest.partition("/")
     userinfo, at, host = authority.rpartition("@")
     if not sep or not at or not userinfo:
-        raise ConfigError("DATABASE_PASSWORD_FILE needs a user in DATABASE_URL (user@host)")
+        raise ConfigError(f"{password_name} needs a user in {source} (user@host)")
     if ":" in userinfo:
         raise ConfigError(
-            "DATABASE_URL already has a password and DATABASE_PASSWORD_FILE is set: set only one"
+            f"{source} already has a password and {password_name} is set: set only one"
         )
     return f"{scheme}://{userinfo}:{quote(password, safe='')}@{host}{slash}{path}"
 
@@ -214,18 +246,21 @@ def _read_secret_file(path: str, name: str) -> str:
     return content
 
 
-def parse_database_url(url: str) -> DatabaseURL:
-    """Normalise the driver and find the password, without importing SQLAlchemy."""
+def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseURL:
+    """Normalise the driver and find the password, without importing SQLAlchemy.
+
+    `source` is where the URL came from, as errors name it (a variable, a flag or a file).
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(
-            "DATABASE_URL is not a URL: expected postgresql://user:password@host:port/dbname "
+            f"{source} is not a URL: expected postgresql://user:password@host:port/dbname "
             "or sqlite:///path/to/file.db"
         )
     driver = _SCHEMES.get(scheme.lower())
     if driver is None:
         raise ConfigError(
-            f"DATABASE_URL scheme {scheme!r} is not supported: use postgresql:// (psycopg2) "
+            f"{source} scheme {scheme!r} is not supported: use postgresql:// (psycopg2) "
             "or sqlite://"
         )
     normalised = f"{driver}://{rest}"
@@ -237,7 +272,7 @@ def parse_database_url(url: str) -> DatabaseURL:
         # Not the parser's own words: they quote the piece it choked on, which may be the
         # password itself.
         raise ConfigError(
-            "DATABASE_URL is malformed: expected scheme://user:password@host:port/dbname with "
+            f"{source} is malformed: expected scheme://user:password@host:port/dbname with "
             "a numeric port; percent-encode '/', '?', '#' and '@' inside the password"
         ) from None
     secrets = _secret_forms(password)
