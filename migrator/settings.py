@@ -263,6 +263,8 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseURL
             f"{source} scheme {scheme!r} is not supported: use postgresql:// (psycopg2) "
             "or sqlite://"
         )
+    if driver == "sqlite":
+        return _sqlite_url(rest, source)
     normalised = f"{driver}://{rest}"
     try:
         parts = urlsplit(normalised)
@@ -282,6 +284,24 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseURL
         redacted=_without_password(parts) if password else normalised,
         secrets=secrets,
     )
+
+
+def _sqlite_url(rest: str, source: str) -> DatabaseURL:
+    """A SQLite URL names a file after the third slash; anything between the second and the
+    third is a host, which SQLAlchemy refuses (after the job would have created the file)."""
+    authority, _, path = rest.partition("/")
+    if authority:
+        where = authority.partition("?")[0]
+        # Echoed only when it cannot be a password: "sqlite://user:pw@x" is not repeated.
+        named = f" ({where!r})" if not any(c in where for c in ":@") else ""
+        suggestion = f"sqlite:///{where}/{path}".rstrip("/") if named else "sqlite:///demo.db"
+        raise ConfigError(
+            f"{source} names a host{named} after sqlite://, not a file: SQLAlchemy reads "
+            "sqlite://NAME as a host and refuses it. A file relative to the working directory "
+            f"takes three slashes ({suggestion}), an absolute path four (sqlite:////data/app.db)"
+        )
+    url = f"sqlite://{rest}"
+    return DatabaseURL(url=url, dialect="sqlite", redacted=url, secrets=())
 
 
 # Shorter values are still masked inside URLs, but not in free text: masking every "pw" or "a"

@@ -117,6 +117,15 @@ def test_sql_mode_reports_errors_on_stderr_and_prints_no_sql(args, fragment) -> 
     assert fragment in failed["message"]
 
 
+@pytest.mark.parametrize("command", ["upgrade", "current", "stamp head"])
+def test_a_sqlite_url_with_two_slashes_is_refused_before_any_file_exists(
+    tmp_path: Path, command: str
+) -> None:
+    result = run_job(*command.split(), env=job_env("sqlite://demo.db"), cwd=tmp_path)
+    assert_usage_error(result, "('demo.db')", "three slashes (sqlite:///demo.db)", "sqlite:////")
+    assert list(tmp_path.iterdir()) == [], "nothing may be created for a refused URL"
+
+
 def test_both_url_and_url_file_is_refused(tmp_path: Path) -> None:
     url_file = tmp_path / "url"
     url_file.write_text("sqlite:///x.db\n")
