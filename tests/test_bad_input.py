@@ -47,7 +47,11 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["upgrade"], {"ALEMBIC_CONFIG": "/nope/alembic.ini"}, ["ALEMBIC_CONFIG"]),
         (["upgrade"], {"DATABASE_URL": "mysql://u@h/db"}, ["'mysql' is not supported"]),
         (["upgrade"], {"DATABASE_URL": "just-a-hostname"}, ["not a URL"]),
-        (["upgrade"], {"DATABASE_URL": "postgresql://u@h:port/db"}, ["malformed"]),
+        (
+            ["upgrade"],
+            {"DATABASE_URL": "postgresql://u@h:port/db"},
+            ["malformed", "expected scheme://user:password@host:port/dbname"],  # not user:***@
+        ),
         (
             ["upgrade"],
             {"DATABASE_URL": None, "DATABASE_URL_FILE": "/nope/url"},

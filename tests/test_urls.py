@@ -162,3 +162,22 @@ def test_a_password_in_the_query_string_is_used_and_never_printed(
         texts += [failed.stdout, message.read_text()]
     for text in texts:
         assert password not in text and quote(password) not in text
+
+
+def test_a_password_equal_to_the_user_name_garbles_nothing(db: Database, tmp_path: Path) -> None:
+    """The Docker image's habit: user, password and database all "postgres"."""
+    db.query(
+        "DO $$ BEGIN CREATE ROLE postgres LOGIN PASSWORD 'postgres';"
+        " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    db.query(f"ALTER DATABASE {db.name} OWNER TO postgres")
+    message = tmp_path / "termination-log"
+    url = f"postgresql://postgres:postgres@127.0.0.1:{db.cluster.port}/{db.name}"
+    result = run_job("upgrade", env=job_env(url, MIGRATE_TERMINATION_LOG=str(message)))
+    assert result.code == 0, result.stdout
+    assert result.one("starting")["database"] == (
+        f"postgresql+psycopg2://postgres:***@127.0.0.1:{db.cluster.port}/{db.name}"
+    )
+    assert result.final["event"] == "finished" and result.final["command"] == "upgrade"
+    assert "***" not in result.stdout.replace("postgres:***@", "")
+    assert message.read_text().startswith("finished exit=0 command=upgrade")
