@@ -126,7 +126,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Set
     request = _request(parser, arguments)
     values = {option.env: environ.get(option.env, "") for option in OPTIONS}
     values.update(arguments)
-    return request, load_settings(values, stdout_is_tty=sys.stdout.isatty())
+    flags = {option.env: option.flag for option in OPTIONS if option.env in arguments}
+    return request, load_settings(values, stdout_is_tty=sys.stdout.isatty(), flags=flags)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -24,6 +24,7 @@ from migrator.database import (
     refused,
 )
 from migrator.errors import (
+    ConfigError,
     DatabaseRejected,
     DatabaseUnavailable,
     DDLTimeout,
@@ -123,8 +124,16 @@ def _at_head(job: Job, raw: Raw) -> bool:
 def _mutate(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
     if job.request.sql:
-        _offline(job, kind, target)
+        _offline(job, kind, target)  # writes SQL only: sqlite:// names the dialect, enough
         return
+    database = job.settings.require_database()
+    if database.in_memory:
+        # It would "succeed" on a database that vanishes when the job exits.
+        raise ConfigError(
+            f"{database.source} is {database.url}, a private in-memory SQLite database: {kind} "
+            "would change a database that vanishes when the job exits. Name a file "
+            "(sqlite:///app.db, sqlite:////data/app.db); only --sql needs no database"
+        )
     # `upgrade head` is nearly always a no-op: check that with the driver alone, before the lock
     # (a no-op needs none) and again once holding it (another runner may just have finished).
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
@@ -137,7 +146,6 @@ def _mutate(job: Job, kind: str) -> None:
         from migrator.locking import migration_lock  # not needed by a run with nothing to do
 
         prepare_for_work(raw)
-        database = job.settings.require_database()
         lock = migration_lock(
             raw,
             database,

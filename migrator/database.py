@@ -99,8 +99,7 @@ def prepare_for_work(raw: Raw) -> None:
 
 def sqlite_path(database: DatabaseURL) -> str | None:
     """The file behind a SQLite URL; None for a private in-memory database."""
-    path = database.url.split("://", 1)[1].removeprefix("/").split("?")[0]
-    return None if path in ("", ":memory:") else path
+    return database.sqlite_file
 
 
 def _sqlite(database: DatabaseURL) -> Raw:

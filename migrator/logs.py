@@ -37,6 +37,12 @@ CONTRACT_KEYS = ("timestamp", "level", "logger", "event")
 _LIBRARY_LOGGERS = ("alembic", "sqlalchemy")
 
 
+# Fields whose values are the job's own words, never a secret: a password equal to "finished"
+# or "upgrade" must not mask the event or the command. (A stdlib record's `event` is its
+# library's message, and is cleaned like any other field.)
+_OWN_FIELDS = frozenset(("timestamp", "level", "logger", "command"))
+
+
 class Redact:
     """Processor: no secret value, and no password inside a URL, survives into any field."""
 
@@ -44,7 +50,10 @@ class Redact:
         self._secrets = secrets
 
     def __call__(self, _: Any, __: str, event_dict: EventDict) -> EventDict:
-        return {key: self._clean(value) for key, value in event_dict.items()}
+        own = _OWN_FIELDS if "_record" in event_dict else _OWN_FIELDS | {"event"}
+        return {
+            key: value if key in own else self._clean(value) for key, value in event_dict.items()
+        }
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -58,13 +58,15 @@ def _write_termination_message(
     """One line that `kubectl describe pod` shows as the container's termination message."""
     if path is None:
         return
+    # Only what may carry a secret is redacted: the job's own words stay as they are.
+    revisions = redact(str(fields["revisions_after"]), secrets)
     summary = f"{event} exit={fields['exit_code']} command={fields['command']}"
-    summary += f" applied={fields['applied']} revisions={fields['revisions_after']}"
+    summary += f" applied={fields['applied']} revisions={revisions}"
     if event == "failed":
-        summary += f" error={fields['error']}: {fields['message']}"
+        summary += f" error={fields['error']}: {redact(fields['message'], secrets)}"
     try:
         # Kubernetes keeps at most 4096 bytes of it.
         with open(path, "wb") as file:
-            file.write(redact(summary, secrets).encode()[:4096])
+            file.write(summary.encode()[:4096])
     except OSError as error:
         log.warning("termination_log_unwritable", path=path, error=str(error))

@@ -63,7 +63,7 @@ def job_env(url: str | None = None, **extra: str) -> dict[str, str]:
 
 
 def run_raw(
-    *args: str, env: Mapping[str, str], timeout: float = 60
+    *args: str, env: Mapping[str, str], timeout: float = 60, cwd: str | Path = "/"
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ENTRYPOINT), *args],
@@ -71,13 +71,15 @@ def run_raw(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd="/",
+        cwd=cwd,
         check=False,
     )
 
 
-def run_job(*args: str, env: Mapping[str, str], timeout: float = 60) -> Result:
-    done = run_raw(*args, env=env, timeout=timeout)
+def run_job(
+    *args: str, env: Mapping[str, str], timeout: float = 60, cwd: str | Path = "/"
+) -> Result:
+    done = run_raw(*args, env=env, timeout=timeout, cwd=cwd)
     result = Result(done.returncode, done.stdout, done.stderr)
     result.events = parse_events(done.stdout)
     assert "Traceback" not in done.stdout

@@ -41,13 +41,17 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["upgrade"], {"MIGRATE_LOCK_TIMEOUT": "-5"}, ["MIGRATE_LOCK_TIMEOUT", "0 or more"]),
         (["upgrade"], {"MIGRATE_CONNECT_TIMEOUT": "0"}, ["MIGRATE_CONNECT_TIMEOUT"]),
         (["upgrade"], {"MIGRATE_WAIT_TIMEOUT": "nan"}, ["MIGRATE_WAIT_TIMEOUT"]),
-        (["upgrade", "--wait-timeout", "inf"], {}, ["MIGRATE_WAIT_TIMEOUT"]),
+        (["upgrade", "--wait-timeout", "inf"], {}, ["--wait-timeout 'inf'"]),
         (["upgrade"], {"MIGRATE_LOG_FORMAT": "xml"}, ["MIGRATE_LOG_FORMAT", "json"]),
         (["upgrade"], {"MIGRATE_LOG_LEVEL": "loud"}, ["MIGRATE_LOG_LEVEL", "debug"]),
         (["upgrade"], {"ALEMBIC_CONFIG": "/nope/alembic.ini"}, ["ALEMBIC_CONFIG"]),
         (["upgrade"], {"DATABASE_URL": "mysql://u@h/db"}, ["'mysql' is not supported"]),
         (["upgrade"], {"DATABASE_URL": "just-a-hostname"}, ["not a URL"]),
-        (["upgrade"], {"DATABASE_URL": "postgresql://u@h:port/db"}, ["malformed"]),
+        (
+            ["upgrade"],
+            {"DATABASE_URL": "postgresql://u@h:port/db"},
+            ["malformed", "expected scheme://user:password@host:port/dbname"],  # not user:***@
+        ),
         (
             ["upgrade"],
             {"DATABASE_URL": None, "DATABASE_URL_FILE": "/nope/url"},
@@ -68,6 +72,35 @@ def test_bad_input_is_a_usage_error(args, env, fragments) -> None:
     assert_usage_error(result, *fragments)
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named", "not_named"),
+    [
+        (["upgrade", "--wait-timeout", "-5"], {}, "--wait-timeout '-5'", "MIGRATE_WAIT_TIMEOUT"),
+        (["upgrade"], {"MIGRATE_WAIT_TIMEOUT": "-5"}, "MIGRATE_WAIT_TIMEOUT='-5'", "--wait"),
+        (["await-head", "--timeout", "-1"], {}, "--timeout '-1'", "MIGRATE_AWAIT_TIMEOUT"),
+        (["upgrade", "--log-format", "xml"], {}, "--log-format 'xml'", "MIGRATE_LOG_FORMAT"),
+        (["upgrade", "--ddl-retries", "many"], {}, "--ddl-retries 'many'", "MIGRATE_DDL"),
+        (["upgrade", "--alembic-config", "/nope.ini"], {}, "--alembic-config:", "ALEMBIC_CONFIG"),
+        (
+            ["upgrade", "--database-url", "mysql://u@h/db"],
+            {"DATABASE_URL": None},
+            "--database-url scheme 'mysql'",
+            "DATABASE_URL",
+        ),
+    ],
+)
+def test_an_error_names_the_flag_or_the_variable_as_typed(args, env, named, not_named) -> None:
+    environment = job_env(SQLITE)
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    result = run_job(*args, env=environment)
+    assert_usage_error(result, named)
+    assert not_named not in result.final["message"]
+
+
 def test_flags_win_over_the_environment() -> None:
     env = job_env(SQLITE, MIGRATE_LOG_FORMAT="xml")
     result = run_job("heads", "--log-format", "json", env=env)
@@ -86,6 +119,15 @@ def test_sql_mode_reports_errors_on_stderr_and_prints_no_sql(args, fragment) -> 
     failed = parse_events(result.stderr)[-1]
     assert failed["event"] == "failed"
     assert fragment in failed["message"]
+
+
+@pytest.mark.parametrize("command", ["upgrade", "current", "stamp head"])
+def test_a_sqlite_url_with_two_slashes_is_refused_before_any_file_exists(
+    tmp_path: Path, command: str
+) -> None:
+    result = run_job(*command.split(), env=job_env("sqlite://demo.db"), cwd=tmp_path)
+    assert_usage_error(result, "('demo.db')", "three slashes (sqlite:///demo.db)", "sqlite:////")
+    assert list(tmp_path.iterdir()) == [], "nothing may be created for a refused URL"
 
 
 def test_both_url_and_url_file_is_refused(tmp_path: Path) -> None:

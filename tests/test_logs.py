@@ -106,8 +106,18 @@ def test_any_url_password_is_masked_even_when_unknown() -> None:
 
 def test_redact_processor_leaves_other_types_alone() -> None:
     processor = Redact(("s3cret",))
-    event = processor(None, "info", {"event": "x s3cret", "count": 3, "flag": None})
-    assert event == {"event": "x ***", "count": 3, "flag": None}
+    event = processor(None, "info", {"event": "x", "message": "x s3cret", "count": 3, "flag": None})
+    assert event == {"event": "x", "message": "x ***", "count": 3, "flag": None}
+
+
+@pytest.mark.parametrize("make", [Log, structlog_log])
+def test_the_jobs_own_event_names_and_command_are_never_masked(stream, make) -> None:
+    make(secrets=("finished", "upgrade"), stream=stream).info(
+        "finished", command="upgrade", message="upgrade finished"
+    )
+    (event,) = lines(stream)
+    assert (event["event"], event["command"]) == ("finished", "upgrade")
+    assert event["message"] == "*** ***"
 
 
 def test_console_renders_progress_lines(stream) -> None:

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrator.errors import ConfigError
-from migrator.settings import OPTIONS, load_settings, parse_database_url, redact
+from migrator.settings import (
+    MIN_SECRET_LENGTH,
+    OPTIONS,
+    URL_HINT,
+    load_settings,
+    parse_database_url,
+    redact,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,22 +73,59 @@ def test_any_environment_gives_settings_or_a_config_error(values: dict[str, str]
 password_chars = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"))
 
 
+users = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+hosts = st.sampled_from(["db", "127.0.0.1", "db.internal.example"])
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    user=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
-    password=st.text(alphabet=password_chars, min_size=4, max_size=24),
-    host=st.sampled_from(["db", "127.0.0.1", "db.internal.example"]),
-)
+@given(user=users, password=st.text(alphabet=password_chars, min_size=4, max_size=24), host=hosts)
 def test_a_password_never_survives_redaction(user: str, password: str, host: str) -> None:
     url = f"postgresql://{user}:{quote(password, safe='')}@{host}:5432/app"
     database = parse_database_url(url)
-    assert database.redacted.endswith(f"{user}:***@{host}:5432/app")
-    logged = redact(database.redacted, database.secrets)  # what the log processor emits
-    assert password not in logged and quote(password, safe="") not in logged
+    expected = f"postgresql+psycopg2://{user}:***@{host}:5432/app"
+    assert database.redacted == expected
+    # What the log processor emits: the password's slot masked, nothing else touched (a
+    # password equal to the user name leaves the user name readable).
+    assert redact(database.redacted, database.secrets) == expected
     message = f"error for {password!s} at {url} and again {quote(password, safe='')}"
-    cleaned = redact(message, database.secrets)
-    assert password not in cleaned
-    assert quote(password, safe="") not in cleaned
+    assert redact(message, database.secrets) == (
+        f"error for *** at postgresql://{user}:***@{host}:5432/app and again ***"
+    )
+
+
+def libpq_quoted(value: str) -> str:
+    """libpq's key/value quoting: single quotes, with backslash escapes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    user=users,
+    password=st.text(alphabet=password_chars, min_size=1, max_size=24),
+    host=hosts,
+    key=st.sampled_from(["password", "sslpassword"]),
+    before=st.sampled_from(["", "sslmode=disable&", "application_name=web&"]),
+    after=st.sampled_from(["", "&connect_timeout=3"]),
+)
+def test_a_password_in_the_query_never_survives_redaction(
+    user: str, password: str, host: str, key: str, before: str, after: str
+) -> None:
+    query = f"?{before}{key}={quote(password, safe='')}{after}"
+    url = f"postgresql://{user}@{host}:5432/app{query}"
+    database = parse_database_url(url)
+    expected = f"postgresql+psycopg2://{user}@{host}:5432/app?{before}{key}=***{after}"
+    assert database.redacted == expected
+    assert redact(database.redacted, database.secrets) == expected
+    # Unknown to the processor (an error raised before the settings exist): by structure alone,
+    # up to the next space (an unencoded "S3cret!" keeps its "!" inside the mask).
+    plain = expected.replace("postgresql+psycopg2://", "postgresql://")
+    assert redact(f"cannot use {url} at all", ()) == f"cannot use {plain} at all"
+    # libpq's key/value form, as a driver's message may quote it.
+    dsn = f"host={host} user={user} {key}={libpq_quoted(password)} dbname=app"
+    assert redact(dsn, ()) == f"host={host} user={user} {key}=*** dbname=app"
+    if len(password) >= MIN_SECRET_LENGTH:
+        message = f"failed: {password} ({quote(password, safe='')})"
+        assert redact(message, database.secrets) == "failed: *** (***)"
 
 
 @settings(max_examples=300, deadline=None)
@@ -100,3 +144,28 @@ def test_a_malformed_url_error_never_quotes_the_password(password: str) -> None:
         parse_database_url(f"postgresql://app:{password}@db:5432/app")  # not percent-encoded
     except ConfigError as error:
         assert password not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("url", "text", "expected"),
+    [
+        # A password equal to the user name, to the database, to the driver's name.
+        (
+            "postgresql://postgres:postgres@db:5432/postgres",
+            "postgresql+psycopg2://postgres:***@db:5432/postgres",
+            "postgresql+psycopg2://postgres:***@db:5432/postgres",
+        ),
+        ("postgresql://app:psycopg2@db/app", "postgresql+psycopg2://app:***@db/app", None),
+        (
+            "postgresql://app:postgres@db/app",
+            "role postgres: FATAL for postgres",
+            "role ***: FATAL for ***",
+        ),
+        # The job's own hints keep their words, whatever the password.
+        ("postgresql://user:password@db/app", f"expected {URL_HINT}", None),
+        ("postgresql://app:dbname@db/app", f"expected {URL_HINT} or x", None),
+        ("postgresql://app:upgrade@db/app", "upgrade: REVISION is empty", "***: REVISION is empty"),
+    ],
+)
+def test_redaction_leaves_what_is_not_a_secret(url: str, text: str, expected: str | None) -> None:
+    assert redact(text, parse_database_url(url).secrets) == (text if expected is None else expected)
