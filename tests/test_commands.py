@@ -219,3 +219,14 @@ def test_termination_message_never_holds_the_password(db: Database, tmp_path: Pa
     assert run_job("upgrade", env=env).code == 2
     assert message.read_text().startswith("failed exit=2")
     assert db.cluster.password not in message.read_text()
+
+
+@pytest.mark.parametrize("args", [("upgrade",), ("upgrade", "0123456789ab")])
+def test_an_unwritable_termination_log_is_reported_before_the_final_event(
+    db: Database, args: tuple[str, ...]
+) -> None:
+    result = run_job(*args, env=job_env(db.url, MIGRATE_TERMINATION_LOG="/nonexistent/dir/x"))
+    assert result.final["event"] in ("finished", "failed")
+    assert result.final["exit_code"] == result.code
+    warning = result.one("termination_log_unwritable")
+    assert warning["path"] == "/nonexistent/dir/x" and "No such file" in warning["error"]
