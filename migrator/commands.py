@@ -255,7 +255,15 @@ def current(job: Job) -> None:
     with connected(job) as raw:
         revisions = versions.current(raw, job.ini)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
-    job.log.info("current", revisions=revisions, heads=job.heads, at_head=revisions == job.heads)
+    # `current`, as in plan, nothing_to_do and awaiting_head; `revisions` is the old name, kept
+    # as an alias for one release (README).
+    job.log.info(
+        "current",
+        current=revisions,
+        heads=job.heads,
+        at_head=revisions == job.heads,
+        revisions=revisions,
+    )
 
 
 def heads(job: Job) -> None:
@@ -327,7 +335,7 @@ def await_head(job: Job) -> None:
             _pause_before_next_poll(deadline, seen, heads)
             continue
         job.outcome.revisions_after = found
-        job.log.info("up_to_date", revisions=found)
+        job.log.info("up_to_date", current=found, revisions=found)  # revisions: old name
         return
 
 

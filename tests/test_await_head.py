@@ -18,7 +18,7 @@ def test_at_head_exits_0_even_while_a_migration_holds_the_lock(db: Database) -> 
     finally:
         holder.close()
     assert result.code == 0
-    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert result.one("up_to_date")["current"] == [HEAD]
     assert not [e for e in result.events if e["event"].startswith("lock_")]
 
 
@@ -30,7 +30,7 @@ def test_waits_for_a_migration_to_finish(db: Database) -> None:
     result = finish(gate)
     assert result.code == 0
     assert result.named("awaiting_head")[0]["current"] == []
-    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert result.one("up_to_date")["current"] == [HEAD]
     assert db.version() == [HEAD]
 
 

@@ -94,7 +94,7 @@ def test_read_only_commands_report_and_change_nothing(db: Database) -> None:
     env = job_env(db.url)
     current = run_job("current", env=env)
     assert current.code == 0
-    assert current.one("current")["revisions"] == []
+    assert current.one("current")["current"] == []
     assert current.one("current")["at_head"] is False
     assert db.tables() == set(), "current must not create the version table"
 
@@ -108,7 +108,7 @@ def test_read_only_commands_report_and_change_nothing(db: Database) -> None:
 
     assert run_job("upgrade", env=env).code == 0
     at_head = run_job("current", env=env).one("current")
-    assert at_head["revisions"] == [HEAD] and at_head["at_head"] is True
+    assert at_head["current"] == [HEAD] and at_head["at_head"] is True
 
 
 def test_sql_mode_prints_sql_and_touches_no_database(db: Database) -> None:
@@ -177,12 +177,12 @@ def test_url_from_a_file(db: Database, tmp_path: Path) -> None:
 def test_sqlite_end_to_end(tmp_path: Path) -> None:
     env = job_env(f"sqlite:///{tmp_path / 'app.db'}")
     assert run_job("upgrade", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == [HEAD]
+    assert run_job("current", env=env).one("current")["current"] == [HEAD]
     assert run_job("check", env=env).code == 0
     assert run_job("downgrade", "-1", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == [REVISIONS[-2]]
+    assert run_job("current", env=env).one("current")["current"] == [REVISIONS[-2]]
     assert run_job("downgrade", "base", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == []
+    assert run_job("current", env=env).one("current")["current"] == []
     assert (tmp_path / "app.db.lock").exists()
 
 
@@ -230,3 +230,17 @@ def test_an_unwritable_termination_log_is_reported_before_the_final_event(
     assert result.final["exit_code"] == result.code
     warning = result.one("termination_log_unwritable")
     assert warning["path"] == "/nonexistent/dir/x" and "No such file" in warning["error"]
+
+
+def test_every_event_names_the_database_revisions_current(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "3c4d5e6f7a82", env=env).code == 0
+    assert run_job("current", env=env).one("current")["current"] == ["3c4d5e6f7a82"]
+    upgraded = run_job("upgrade", env=env)
+    assert upgraded.one("plan")["current"] == ["3c4d5e6f7a82"]
+    assert run_job("upgrade", env=env).one("nothing_to_do")["current"] == [HEAD]
+    at_head = run_job("current", env=env).one("current")
+    assert at_head["current"] == [HEAD]
+    assert at_head["revisions"] == at_head["current"], "the old name stays, for one release"
+    gate = run_job("await-head", env=env).one("up_to_date")
+    assert gate["current"] == [HEAD] and gate["revisions"] == [HEAD]
