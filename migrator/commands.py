@@ -130,7 +130,7 @@ def _mutate(job: Job, kind: str) -> None:
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
     cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
     if not cheap:
-        _validate(job, target)
+        _validate(job, kind, target)
     with connected(job) as raw:
         if cheap and _at_head(job, raw):
             return
@@ -164,12 +164,12 @@ def _running(job: Job) -> ModuleType:
     return running
 
 
-def _validate(job: Job, target: str) -> None:
-    _running(job).validate_target(job.project, target)
+def _validate(job: Job, kind: str, target: str) -> None:
+    _running(job).validate_target(job.project, target, kind)
 
 
 def _offline(job: Job, kind: str, target: str) -> None:
-    _validate(job, target)
+    _validate(job, kind, target)
     running = _running(job)
     job.settings.require_database()  # the URL names the SQL dialect to write
     start, _, destination = target.rpartition(":")

@@ -74,8 +74,21 @@ def load_project(config_path: str, log: Log, **attributes: Any) -> Project:
 _RELATIVE = re.compile(r"[+-]\d+$")
 
 
-def validate_target(project: Project, target: str) -> None:
-    """Refuse an unknown revision or an ambiguous `head` before waiting for anything."""
+_BACKWARDS = {"upgrade": "-", "downgrade": "+"}
+_OPPOSITE = {"upgrade": "downgrade", "downgrade": "upgrade"}
+
+
+def validate_target(project: Project, target: str, kind: str = "upgrade") -> None:
+    """Refuse an unknown revision, an ambiguous `head`, or a step the wrong way (`upgrade -1`)
+    before waiting for anything."""
+    if kind in _BACKWARDS and re.fullmatch(rf"\{_BACKWARDS[kind]}\d+", target.strip()):
+        # Alembic would only say so once the lock is held ("didn't produce 1 migrations").
+        steps, end = ("+N", "head") if kind == "upgrade" else ("-N", "base")
+        raise RevisionError(
+            f"{kind} {target} goes the wrong way: {kind} takes a revision id, {end}, or {steps} "
+            f"steps; to go that way, run `{_OPPOSITE[kind]} {target.strip()}`",
+            revision=target,
+        )
     for part in target.split(":"):
         if not part or _RELATIVE.search(part):
             continue  # relative steps are resolved against the database later

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HEAD, REVISIONS, Database, job_env, parse_events, run_job, run_raw
+from tests.pgcluster import free_port
 
 TABLES = {"accounts", "projects", "tasks", "comments", "alembic_version"}
 
@@ -244,3 +245,19 @@ def test_every_event_names_the_database_revisions_current(db: Database) -> None:
     assert at_head["revisions"] == at_head["current"], "the old name stays, for one release"
     gate = run_job("await-head", env=env).one("up_to_date")
     assert gate["current"] == [HEAD] and gate["revisions"] == [HEAD]
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "instead"),
+    [("upgrade", "-1", "downgrade -1"), ("downgrade", "+2", "upgrade +2")],
+)
+def test_a_relative_step_the_wrong_way_is_refused_before_waiting(
+    command: str, target: str, instead: str
+) -> None:
+    # Nothing listens there: a job that waited or locked first would show database_unavailable.
+    url = f"postgresql://u:pw@127.0.0.1:{free_port()}/db"
+    result = run_job(command, target, env=job_env(url, MIGRATE_WAIT_TIMEOUT="5"))
+    assert result.code == 2
+    assert [event["event"] for event in result.events] == ["starting", "failed"]
+    assert result.final["error"] == "RevisionError"
+    assert f"`{instead}`" in result.final["message"]
