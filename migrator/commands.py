@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from migrator.running import Project
 
 
+AWAIT_PROGRESS_INTERVAL = 5.0  # seconds between `awaiting_head` lines while nothing changes
+
+
 class Job:
     """One run of one command: what was asked, with what, reporting to where."""
 
@@ -317,15 +320,26 @@ def await_head(job: Job) -> None:
     Exit 7 when the database answers but is not at head by the deadline; exit 3 when it never
     answered at all, because that is a different page for the on-call engineer.
     """
-    deadline = time.monotonic() + job.settings.await_timeout
+    started = time.monotonic()
+    deadline = started + job.settings.await_timeout
     heads = job.heads
     seen: list[str] | None = None  # the last revisions read; None: the database never answered
+    next_report = started
     while True:
         try:
             with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
                 while (found := versions.current(raw, job.ini)) != heads:
-                    if found != seen:
-                        job.log.info("awaiting_head", current=found, heads=heads)
+                    now = time.monotonic()
+                    # On every change, and at a steady pace meanwhile: never silent for long.
+                    if found != seen or now >= next_report:
+                        job.log.info(
+                            "awaiting_head",
+                            current=found,
+                            heads=heads,
+                            waited_s=round(now - started, 3),
+                            timeout_s=job.settings.await_timeout,
+                        )
+                        next_report = now + AWAIT_PROGRESS_INTERVAL
                     seen = found
                     _pause_before_next_poll(deadline, seen, heads)
         except DatabaseUnavailable as error:

@@ -274,7 +274,7 @@ class _Waiting:
                 holder = self.lock.holder()
                 raise LockTimeout(
                     f"migration lock {self.name!r} not acquired within {self.timeout:g} s "
-                    f"(MIGRATE_LOCK_TIMEOUT); held by {holder or 'an unknown session'}",
+                    f"(MIGRATE_LOCK_TIMEOUT); held by {describe_holder(holder)}",
                     holder=holder,
                 )
             self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
@@ -303,6 +303,15 @@ class _Waiting:
                 waited_s=round(time.monotonic() - self.started, 3),
                 timeout_s=self.timeout,
             )
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """The holder for a sentence: `pid 4242 (application_name web-1, state idle, ...)`."""
+    if not holder:
+        return "an unknown session"
+    rest = ", ".join(f"{key} {value}" for key, value in holder.items() if key != "pid" and value)
+    head = f"pid {holder['pid']}" if holder.get("pid") is not None else "a session"
+    return f"{head} ({rest})" if rest else head
 
 
 def _release(lock: Lock, name: str, log: Log) -> bool:

@@ -92,8 +92,17 @@ def validate_target(project: Project, target: str, kind: str = "upgrade") -> Non
     for part in target.split(":"):
         if not part or _RELATIVE.search(part):
             continue  # relative steps are resolved against the database later
-        with _revision_errors():
+        try:
             project.script.revision_map.get_revisions(part)
+        except MultipleHeads as error:
+            raise _as_revision_error(error) from None  # says what is accepted already
+        except (CommandError, AlembicRevisionError) as error:
+            raise RevisionError(
+                f"{error}; accepted: a revision id listed by `history` (or a unique prefix of "
+                "one), head, heads, base, <branch>@head, or a relative step such as +1 / -1; "
+                f"this image's head: {', '.join(project.heads)}",
+                revision=part,
+            ) from None
 
 
 def upgrade_steps(target: str) -> Steps:

@@ -60,3 +60,13 @@ def test_database_gone_after_answering_exits_7_not_3(own_cluster) -> None:
     assert result.code == 7, "it did answer: the database is not at head, not unreachable"
     assert result.final["error"] == "NotUpToDate"
     assert result.final["current"] == []
+
+
+def test_progress_is_logged_at_a_steady_interval_while_nothing_changes(db: Database) -> None:
+    result = run_job("await-head", "--timeout", "6", env=job_env(db.url), timeout=30)
+    assert result.code == 7
+    progress = result.named("awaiting_head")
+    assert len(progress) >= 2, "a long wait must not show a single line"
+    assert all(event["current"] == [] and event["heads"] == [HEAD] for event in progress)
+    waited = [event["waited_s"] for event in progress]
+    assert waited == sorted(waited) and waited[-1] - waited[0] >= 3, "spread over the wait"

@@ -140,3 +140,9 @@ def test_a_role_without_privileges_is_refused_with_exit_2(db: Database) -> None:
         result = run_job(command, env=job_env(url))
         assert_usage_error(result, "permission denied")
         assert result.final["error"] == "DatabaseRejected"
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade", "stamp"])
+def test_an_unknown_revision_argument_says_what_is_accepted(command: str) -> None:
+    result = run_job(command, "0123456789ab", env=job_env(SQLITE))
+    assert_usage_error(result, "0123456789ab", "accepted:", "head", "base", "history", HEAD)

@@ -64,6 +64,8 @@ def test_lock_held_past_the_timeout_exits_4_and_names_the_holder(db: Database) -
     failed = result.final
     assert failed["event"] == "failed" and failed["error"] == "LockTimeout"
     assert "someone-else" in failed["message"]
+    assert "{" not in failed["message"], "a sentence, not a Python dict"
+    assert f"pid {failed['holder']['pid']}" in failed["message"]
     assert failed["holder"]["application_name"] == "someone-else"
     assert 1.5 <= failed["duration_s"] < 1.5 + 2
     assert db.version() == [], "nothing ran without the lock"
