@@ -261,3 +261,17 @@ def test_a_relative_step_the_wrong_way_is_refused_before_waiting(
     assert [event["event"] for event in result.events] == ["starting", "failed"]
     assert result.final["error"] == "RevisionError"
     assert f"`{instead}`" in result.final["message"]
+
+
+def test_check_without_target_metadata_is_a_usage_error(db: Database, project: Path) -> None:
+    env_py = project / "migrations" / "env.py"
+    env_py.write_text(
+        env_py.read_text().replace("target_metadata = Base.metadata", "target_metadata = None")
+    )
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    assert run_job("upgrade", env=env).code == 0
+    result = run_job("check", env=env)
+    assert result.code == 2, result.stdout
+    assert result.final["error"] == "ConfigError" and "traceback" not in result.final
+    assert "target_metadata" in result.final["message"]
+    assert str(env_py) in result.final["message"]
