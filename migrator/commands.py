@@ -196,6 +196,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                         limits=limits,
                         log=job.log,
                         outcome=job.outcome,
+                        purge=job.request.purge,
                     )
     finally:
         job.outcome.revisions_after = _revisions_now(job, raw)

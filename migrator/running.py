@@ -135,8 +135,12 @@ def migrate(
     limits: Limits,
     log: Log,
     outcome: Outcome,
+    purge: bool = False,
 ) -> None:
-    """Plan from the database's current heads, then run each step in its own transaction."""
+    """Plan from the database's current heads, then run each step in its own transaction.
+
+    `purge` (stamp --purge): Alembic empties the version table first and plans from base, so
+    revisions the scripts do not know are no obstacle (that is the repair for them)."""
     script = project.script
 
     def work(heads: tuple[str, ...], _: MigrationContext) -> Iterable[MigrationStep]:
@@ -149,7 +153,7 @@ def migrate(
         return _narrate(planned, heads, log, outcome, lambda step: _limit(connection, limits, step))
 
     project.config.attributes["connection"] = connection
-    with _failure_of(outcome), EnvironmentContext(project.config, script, fn=work):
+    with _failure_of(outcome), EnvironmentContext(project.config, script, fn=work, purge=purge):
         script.run_env()
 
 
@@ -318,7 +322,7 @@ def _refuse_unknown(project: Project, heads: Iterable[str]) -> None:
             f"the database's version table holds {', '.join(unknown)}, which this image's "
             "migrations do not contain: either the database was migrated by a newer image "
             "(deploy that image), or the version table was edited; to repair, find the "
-            "revision the schema really matches and run `stamp <revision>`",
+            "revision the schema really matches and run `stamp --purge <revision>`",
             unknown=unknown,
         )
 

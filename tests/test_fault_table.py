@@ -309,8 +309,10 @@ def corrupted_version_table(scene: Scene) -> Result:
     assert scene.run("upgrade", HEAD).code == 0
     scene.db.query("UPDATE alembic_version SET version_num = 'feedfacecafe'")
     result = scene.run("upgrade")
-    assert "stamp" in result.final["message"]
-    scene.db.query("UPDATE alembic_version SET version_num = %s", HEAD)  # the repair it names
+    assert "`stamp --purge <revision>`" in result.final["message"]
+    assert scene.db.version() == ["feedfacecafe"], "untouched"
+    repair = scene.run("stamp", "--purge", HEAD)  # the repair it names; the rerun upgrades
+    assert repair.code == 0, repair.stdout
     return result
 
 
