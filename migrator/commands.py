@@ -33,7 +33,7 @@ from migrator.errors import (
 )
 from migrator.heads import recorded_heads
 from migrator.logs import Log
-from migrator.outcome import Outcome
+from migrator.outcome import UNKNOWN, Outcome
 from migrator.settings import Settings
 from migrator.versions import AlembicIni
 from migrator.waiting import describe, wait_for_database
@@ -149,14 +149,20 @@ def _mutate(job: Job, kind: str) -> None:
             log=job.log,
             # A waiter whose work another runner finished stops waiting at once.
             unneeded=(lambda: _at_head(job, raw)) if cheap else (lambda: False),
+            waited=job.outcome.waited_for_lock,
         )
-        with lock as waited:
-            if waited is None:
-                return
-            job.outcome.lock_wait_s = waited
-            if cheap and _at_head(job, raw):
-                return
-            _run(job, raw, kind, target)
+        try:
+            with lock as waited:
+                if waited is None:
+                    return
+                if cheap and _at_head(job, raw):
+                    return
+                _run(job, raw, kind, target)
+        finally:
+            # Whatever ended the run (a signal, a timeout, a failed revision), say what is
+            # committed now.
+            if job.outcome.revisions_after is None:
+                job.outcome.revisions_after = _revisions_now(job, raw)
 
 
 def _running(job: Job) -> ModuleType:
@@ -185,30 +191,48 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
     running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
+    with _sqlalchemy(job, raw) as connection:
+        for attempt in _ddl_retries(job):
+            with attempt:
+                running.migrate(
+                    job.project,
+                    connection,
+                    steps,
+                    limits=limits,
+                    log=job.log,
+                    outcome=job.outcome,
+                    purge=job.request.purge,
+                )
+
+
+# Seconds for the one connection attempt that reads the version table on the way out: the
+# job is stopping (perhaps on SIGTERM, within the pod's grace period) and must not linger.
+LAST_LOOK_TIMEOUT = 3.0
+
+
+def _revisions_now(job: Job, raw: Raw) -> list[str] | str:
+    """What is committed, for the final event; "unknown" when the database cannot tell us."""
     try:
-        with _sqlalchemy(job, raw) as connection:
-            for attempt in _ddl_retries(job):
-                with attempt:
-                    running.migrate(
-                        job.project,
-                        connection,
-                        steps,
-                        limits=limits,
-                        log=job.log,
-                        outcome=job.outcome,
-                        purge=job.request.purge,
-                    )
+        if not lost(raw):
+            raw.rollback()  # a failed revision may have left the transaction aborted
+            return versions.current(raw, job.ini)
+    except Exception:  # noqa: S110 - the connection broke: one fresh look below
+        pass
+    # SQLAlchemy closes the connection when a signal interrupts a statement (it treats that as
+    # an exit), though the server is fine: a fresh connection reads what committed.
+    try:
+        fresh = connect(
+            job.settings.require_database(),
+            min(job.settings.connect_timeout, LAST_LOOK_TIMEOUT),
+        )
+    except Exception:
+        return UNKNOWN
+    try:
+        return versions.current(fresh, job.ini)
+    except Exception:
+        return UNKNOWN
     finally:
-        job.outcome.revisions_after = _revisions_now(job, raw)
-
-
-def _revisions_now(job: Job, raw: Raw) -> list[str] | None:
-    """Where the database stands after the work, for the final event; None if unknowable."""
-    try:
-        raw.rollback()  # a failed revision may have left the transaction aborted
-        return versions.current(raw, job.ini)
-    except Exception:  # the connection is gone: the final event says "unknown"
-        return None
+        fresh.close()
 
 
 def _ddl_retries(job: Job) -> Retrying:

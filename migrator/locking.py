@@ -212,28 +212,35 @@ def migration_lock(
     timeout: float,
     log: Log,
     unneeded: Callable[[], bool] = lambda: False,
+    waited: Callable[[float], None] = lambda seconds: None,
 ) -> Iterator[float | None]:
     """Hold the migration lock for the body; yields the seconds spent waiting for it.
 
     While waiting, `unneeded()` is asked between polls; once it says the work is done (another
-    runner finished it), the wait ends without the lock and the body gets None.
+    runner finished it), the wait ends without the lock and the body gets None. However the
+    wait ends (the lock, the work done, a timeout, a signal), `waited` gets its seconds.
     """
     lock = make_lock(raw, database, name)
     if lock is None:
         log.info("lock_skipped", reason="private in-memory database")
+        waited(0.0)
         yield 0.0
         return
     started = time.monotonic()
-    if not lock.try_acquire():
-        waiting = _Waiting(lock, name=name, timeout=timeout, log=log, started=started)
-        if not waiting.until_acquired(unneeded):
-            yield None
-            return
+    try:
+        acquired = lock.try_acquire() or _Waiting(
+            lock, name=name, timeout=timeout, log=log, started=started
+        ).until_acquired(unneeded)
+    finally:
+        seconds = round(time.monotonic() - started, 3)
+        waited(seconds)
+    if not acquired:
+        yield None
+        return
     try:
         lock.verify()
-        waited = round(time.monotonic() - started, 3)
-        log.info("lock_acquired", lock=name, waited_s=waited)
-        yield waited
+        log.info("lock_acquired", lock=name, waited_s=seconds)
+        yield seconds
     except BaseException:
         _release(lock, name, log)
         raise

@@ -147,13 +147,18 @@ def sigterm_waiting_for_database(scene: Scene) -> Result:
 
 
 def sigterm_waiting_for_lock(scene: Scene) -> Result:
-    return _while_waiting_for_lock(scene, _sigterm)
+    result = _while_waiting_for_lock(scene, _sigterm)
+    assert 0 < result.final["lock_wait_s"] <= result.final["duration_s"], "the seconds waited"
+    assert result.final["revisions_after"] == [], "read on the way out"
+    return result
 
 
 def sigterm_mid_statement(scene: Scene) -> Result:
     result = _sigterm(_mid_statement(scene), scene)
     interrupted = result.one("interrupted")
     assert interrupted["running"]["revision"] == EXTRA
+    assert result.final["revisions_after"] == [HEAD], "what is committed, read on the way out"
+    assert result.final["lock_wait_s"] is not None
     return result
 
 
@@ -213,7 +218,9 @@ def server_restarted_mid_statement(scene: Scene) -> Result:
 
 
 def server_crashed_mid_statement(scene: Scene) -> Result:
-    return _server_down_mid_statement(scene, scene.cluster.kill)
+    result = _server_down_mid_statement(scene, scene.cluster.kill)
+    assert result.final["revisions_after"] == "unknown", "the connection died: say so"
+    return result
 
 
 def _reader_on_accounts(scene: Scene) -> Callable[[], None]:
