@@ -40,6 +40,8 @@ from migrator.waiting import describe, wait_for_database
 
 TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sqlalchemy import Connection
     from tenacity import RetryCallState, Retrying
 
@@ -186,23 +188,42 @@ def _offline(job: Job, kind: str, target: str) -> None:
 
 
 def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+    from migrator import blockers
     from migrator.timeouts import Limits
 
     running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
-    with _sqlalchemy(job, raw) as connection:
+    database = job.settings.require_database()
+    with (
+        _sqlalchemy(job, raw) as connection,
+        blockers.watching(raw, database, job.settings.ddl_lock_timeout) as watch,
+    ):
         for attempt in _ddl_retries(job):
             with attempt:
-                running.migrate(
-                    job.project,
-                    connection,
-                    steps,
-                    limits=limits,
-                    log=job.log,
-                    outcome=job.outcome,
-                    purge=job.request.purge,
-                )
+                watch.reset()  # this attempt's blockers only
+                try:
+                    running.migrate(
+                        job.project,
+                        connection,
+                        steps,
+                        limits=limits,
+                        log=job.log,
+                        outcome=job.outcome,
+                        purge=job.request.purge,
+                    )
+                except DDLTimeout as error:
+                    raise _naming_blockers(error, watch.seen()) from None
+
+
+def _naming_blockers(error: DDLTimeout, sessions: list[dict[str, Any]]) -> DDLTimeout:
+    """A lock timeout, with the sessions that held the table: whom the on-call should ask."""
+    if error.details.get("kind") != "lock_timeout":
+        return error
+    from migrator.blockers import describe
+
+    named = f"; blocked by {describe(sessions)}" if sessions else ""
+    return DDLTimeout(f"{error}{named}", **{**error.details, "blocking": sessions})
 
 
 # Seconds for the one connection attempt that reads the version table on the way out: the
@@ -250,6 +271,7 @@ def _ddl_retries(job: Job) -> Retrying:
             attempt=state.attempt_number,
             retries=job.settings.ddl_retries,
             revision=getattr(error, "details", {}).get("revision"),
+            blocking=getattr(error, "details", {}).get("blocking"),
             retry_in_s=round(state.upcoming_sleep, 3),
         )
 

@@ -226,8 +226,9 @@ def server_crashed_mid_statement(scene: Scene) -> Result:
 def _reader_on_accounts(scene: Scene) -> Callable[[], None]:
     """An application transaction that read `accounts` and stays open (ACCESS SHARE)."""
     reader = scene.cluster.connect(scene.db.name)
+    reader.cursor().execute("SET application_name = 'app-reader'")
     reader.autocommit = False
-    reader.cursor().execute("SELECT count(*) FROM accounts")
+    reader.cursor().execute("SELECT count(*) FROM accounts WHERE email <> 'ada-literal'")
     return reader.close
 
 
@@ -251,6 +252,16 @@ def ddl_lock_timeout_exhausted(scene: Scene) -> Result:
         finish_reader()
     assert len(result.named("ddl_lock_timeout")) == 2
     assert result.final["kind"] == "lock_timeout" and result.final["revision"] == EXTRA
+    # Whom to ask: the session holding the table, in every retry's event and in the final one.
+    for event in [*result.named("ddl_lock_timeout"), result.final]:
+        (blocker,) = event["blocking"]
+        assert blocker["application_name"] == "app-reader"
+        assert blocker["state"] == "idle in transaction" and blocker["query_start"]
+        assert blocker["query"].startswith("SELECT count(*) FROM accounts WHERE email <> ")
+    assert (
+        f"blocked by pid {blocker['pid']} (application_name app-reader" in result.final["message"]
+    )
+    assert "ada-literal" not in result.stdout, "literals in another session's query are masked"
     return result
 
 
