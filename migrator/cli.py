@@ -33,6 +33,7 @@ class Request(Record):
     command: str
     revision: str | None = None
     sql: bool = False
+    purge: bool = False  # stamp: empty the version table first (Alembic's --purge)
 
 
 # command: (what it does, how it takes a REVISION: None, "optional" or "required")
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sql", action="store_true", help="upgrade, downgrade, stamp: print the SQL; no database"
     )
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="stamp: empty the version table first, even of revisions the scripts do not know",
+    )
     parser.add_argument("--version", action="version", version=__version__)
     for option in OPTIONS:
         default = f" (default {option.default})" if option.default else ""
@@ -102,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Request:
     """What the command line asks for, checked against what each command accepts."""
     command, revision = arguments.pop("command"), arguments.pop("revision")
-    sql = arguments.pop("sql")
+    sql, purge = arguments.pop("sql"), arguments.pop("purge")
     takes = _COMMANDS[command][1]
     if revision is not None and not revision.strip():
         # `stamp "$REV"` with REV unset must not quietly mean `stamp head`.
@@ -113,10 +119,16 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
         parser.error(f"{command}: unrecognized arguments: {revision}")
     if sql and command not in _SQL_COMMANDS:
         parser.error(f"{command}: --sql applies to {', '.join(_SQL_COMMANDS)} only")
+    if purge and command != "stamp":
+        parser.error(f"{command}: --purge applies to stamp only")
+    if purge and sql:
+        parser.error("stamp: --purge needs the database, it cannot be combined with --sql")
     for env, (flag, only) in _COMMAND_ONLY.items():
         if env in arguments and command != only:
             parser.error(f"{command}: {flag} applies to {only} only")
-    return Request(command=command, revision=revision or ("head" if takes else None), sql=sql)
+    return Request(
+        command=command, revision=revision or ("head" if takes else None), sql=sql, purge=purge
+    )
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Settings]:

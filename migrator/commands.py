@@ -34,19 +34,24 @@ from migrator.errors import (
 )
 from migrator.heads import recorded_heads
 from migrator.logs import Log
-from migrator.outcome import Outcome
+from migrator.outcome import UNKNOWN, Outcome
 from migrator.settings import Settings
 from migrator.versions import AlembicIni
 from migrator.waiting import describe, wait_for_database
 
 TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sqlalchemy import Connection
     from tenacity import RetryCallState, Retrying
 
     from migrator.cli import Request
     from migrator.database import Raw
     from migrator.running import Project
+
+
+AWAIT_PROGRESS_INTERVAL = 5.0  # seconds between `awaiting_head` lines while nothing changes
 
 
 class Job:
@@ -139,7 +144,7 @@ def _mutate(job: Job, kind: str) -> None:
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
     cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
     if not cheap:
-        _validate(job, target)
+        _validate(job, kind, target)
     with connected(job) as raw:
         if cheap and _at_head(job, raw):
             return
@@ -154,14 +159,20 @@ def _mutate(job: Job, kind: str) -> None:
             log=job.log,
             # A waiter whose work another runner finished stops waiting at once.
             unneeded=(lambda: _at_head(job, raw)) if cheap else (lambda: False),
+            waited=job.outcome.waited_for_lock,
         )
-        with lock as waited:
-            if waited is None:
-                return
-            job.outcome.lock_wait_s = waited
-            if cheap and _at_head(job, raw):
-                return
-            _run(job, raw, kind, target)
+        try:
+            with lock as waited:
+                if waited is None:
+                    return
+                if cheap and _at_head(job, raw):
+                    return
+                _run(job, raw, kind, target)
+        finally:
+            # Whatever ended the run (a signal, a timeout, a failed revision), say what is
+            # committed now.
+            if job.outcome.revisions_after is None:
+                job.outcome.revisions_after = _revisions_now(job, raw)
 
 
 def _running(job: Job) -> ModuleType:
@@ -172,12 +183,12 @@ def _running(job: Job) -> ModuleType:
     return running
 
 
-def _validate(job: Job, target: str) -> None:
-    _running(job).validate_target(job.project, target)
+def _validate(job: Job, kind: str, target: str) -> None:
+    _running(job).validate_target(job.project, target, kind)
 
 
 def _offline(job: Job, kind: str, target: str) -> None:
-    _validate(job, target)
+    _validate(job, kind, target)
     running = _running(job)
     job.settings.require_database()  # the URL names the SQL dialect to write
     start, _, destination = target.rpartition(":")
@@ -185,15 +196,21 @@ def _offline(job: Job, kind: str, target: str) -> None:
 
 
 def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+    from migrator import blockers
     from migrator.timeouts import Limits
 
     running = _running(job)
     steps = running.STEPS[kind](target)
     limits = Limits(job.settings.ddl_lock_timeout, job.settings.statement_timeout)
-    try:
-        with _sqlalchemy(job, raw) as connection:
-            for attempt in _ddl_retries(job):
-                with attempt:
+    database = job.settings.require_database()
+    with (
+        _sqlalchemy(job, raw) as connection,
+        blockers.watching(raw, database, job.settings.ddl_lock_timeout) as watch,
+    ):
+        for attempt in _ddl_retries(job):
+            with attempt:
+                watch.reset()  # this attempt's blockers only
+                try:
                     job.outcome.revisions_after = running.migrate(
                         job.project,
                         connection,
@@ -202,19 +219,50 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                         log=job.log,
                         outcome=job.outcome,
                         secrets=job.settings.secrets,
+                        purge=job.request.purge,
                     )
-    finally:
-        if job.outcome.revisions_after is None:  # failed: where it stands, read on the way out
-            job.outcome.revisions_after = _revisions_now(job, raw)
+                except DDLTimeout as error:
+                    raise _naming_blockers(error, watch.seen()) from None
 
 
-def _revisions_now(job: Job, raw: Raw) -> list[str] | None:
-    """Where the database stands after the work, for the final event; None if unknowable."""
+def _naming_blockers(error: DDLTimeout, sessions: list[dict[str, Any]]) -> DDLTimeout:
+    """A lock timeout, with the sessions that held the table: whom the on-call should ask."""
+    if error.details.get("kind") != "lock_timeout":
+        return error
+    from migrator.blockers import describe
+
+    named = f"; blocked by {describe(sessions)}" if sessions else ""
+    return DDLTimeout(f"{error}{named}", **{**error.details, "blocking": sessions})
+
+
+# Seconds for the one connection attempt that reads the version table on the way out: the
+# job is stopping (perhaps on SIGTERM, within the pod's grace period) and must not linger.
+LAST_LOOK_TIMEOUT = 3.0
+
+
+def _revisions_now(job: Job, raw: Raw) -> list[str] | str:
+    """What is committed, for the final event; "unknown" when the database cannot tell us."""
     try:
-        raw.rollback()  # a failed revision may have left the transaction aborted
-        return versions.current(raw, job.ini)
-    except Exception:  # the connection is gone: the final event says "unknown"
-        return None
+        if not lost(raw):
+            raw.rollback()  # a failed revision may have left the transaction aborted
+            return versions.current(raw, job.ini)
+    except Exception:  # noqa: S110 - the connection broke: one fresh look below
+        pass
+    # SQLAlchemy closes the connection when a signal interrupts a statement (it treats that as
+    # an exit), though the server is fine: a fresh connection reads what committed.
+    try:
+        fresh = connect(
+            job.settings.require_database(),
+            min(job.settings.connect_timeout, LAST_LOOK_TIMEOUT),
+        )
+    except Exception:
+        return UNKNOWN
+    try:
+        return versions.current(fresh, job.ini)
+    except Exception:
+        return UNKNOWN
+    finally:
+        fresh.close()
 
 
 def _ddl_retries(job: Job) -> Retrying:
@@ -232,6 +280,7 @@ def _ddl_retries(job: Job) -> Retrying:
             attempt=state.attempt_number,
             retries=job.settings.ddl_retries,
             revision=getattr(error, "details", {}).get("revision"),
+            blocking=getattr(error, "details", {}).get("blocking"),
             retry_in_s=round(state.upcoming_sleep, 3),
         )
 
@@ -265,7 +314,15 @@ def current(job: Job) -> None:
     with connected(job) as raw:
         revisions = versions.current(raw, job.ini)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
-    job.log.info("current", revisions=revisions, heads=job.heads, at_head=revisions == job.heads)
+    # `current`, as in plan, nothing_to_do and awaiting_head; `revisions` is the old name, kept
+    # as an alias for one release (README).
+    job.log.info(
+        "current",
+        current=revisions,
+        heads=job.heads,
+        at_head=revisions == job.heads,
+        revisions=revisions,
+    )
 
 
 def heads(job: Job) -> None:
@@ -319,15 +376,26 @@ def await_head(job: Job) -> None:
     Exit 7 when the database answers but is not at head by the deadline; exit 3 when it never
     answered at all, because that is a different page for the on-call engineer.
     """
-    deadline = time.monotonic() + job.settings.await_timeout
+    started = time.monotonic()
+    deadline = started + job.settings.await_timeout
     heads = job.heads
     seen: list[str] | None = None  # the last revisions read; None: the database never answered
+    next_report = started
     while True:
         try:
             with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
                 while (found := versions.current(raw, job.ini)) != heads:
-                    if found != seen:
-                        job.log.info("awaiting_head", current=found, heads=heads)
+                    now = time.monotonic()
+                    # On every change, and at a steady pace meanwhile: never silent for long.
+                    if found != seen or now >= next_report:
+                        job.log.info(
+                            "awaiting_head",
+                            current=found,
+                            heads=heads,
+                            waited_s=round(now - started, 3),
+                            timeout_s=job.settings.await_timeout,
+                        )
+                        next_report = now + AWAIT_PROGRESS_INTERVAL
                     seen = found
                     _pause_before_next_poll(deadline, seen, heads)
         except DatabaseUnavailable as error:
@@ -337,7 +405,7 @@ def await_head(job: Job) -> None:
             _pause_before_next_poll(deadline, seen, heads)
             continue
         job.outcome.revisions_after = found
-        job.log.info("up_to_date", revisions=found)
+        job.log.info("up_to_date", current=found, revisions=found)  # revisions: old name
         return
 
 

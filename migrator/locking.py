@@ -212,28 +212,35 @@ def migration_lock(
     timeout: float,
     log: Log,
     unneeded: Callable[[], bool] = lambda: False,
+    waited: Callable[[float], None] = lambda seconds: None,
 ) -> Iterator[float | None]:
     """Hold the migration lock for the body; yields the seconds spent waiting for it.
 
     While waiting, `unneeded()` is asked between polls; once it says the work is done (another
-    runner finished it), the wait ends without the lock and the body gets None.
+    runner finished it), the wait ends without the lock and the body gets None. However the
+    wait ends (the lock, the work done, a timeout, a signal), `waited` gets its seconds.
     """
     lock = make_lock(raw, database, name)
     if lock is None:
         log.info("lock_skipped", reason="private in-memory database")
+        waited(0.0)
         yield 0.0
         return
     started = time.monotonic()
-    if not lock.try_acquire():
-        waiting = _Waiting(lock, name=name, timeout=timeout, log=log, started=started)
-        if not waiting.until_acquired(unneeded):
-            yield None
-            return
+    try:
+        acquired = lock.try_acquire() or _Waiting(
+            lock, name=name, timeout=timeout, log=log, started=started
+        ).until_acquired(unneeded)
+    finally:
+        seconds = round(time.monotonic() - started, 3)
+        waited(seconds)
+    if not acquired:
+        yield None
+        return
     try:
         lock.verify()
-        waited = round(time.monotonic() - started, 3)
-        log.info("lock_acquired", lock=name, waited_s=waited)
-        yield waited
+        log.info("lock_acquired", lock=name, waited_s=seconds)
+        yield seconds
     except BaseException:
         _release(lock, name, log)
         raise
@@ -274,7 +281,7 @@ class _Waiting:
                 holder = self.lock.holder()
                 raise LockTimeout(
                     f"migration lock {self.name!r} not acquired within {self.timeout:g} s "
-                    f"(MIGRATE_LOCK_TIMEOUT); held by {holder or 'an unknown session'}",
+                    f"(MIGRATE_LOCK_TIMEOUT); held by {describe_holder(holder)}",
                     holder=holder,
                 )
             self.lock.pause(min(random.uniform(self.FIRST, ceiling), remaining))  # noqa: S311
@@ -303,6 +310,15 @@ class _Waiting:
                 waited_s=round(time.monotonic() - self.started, 3),
                 timeout_s=self.timeout,
             )
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """The holder for a sentence: `pid 4242 (application_name web-1, state idle, ...)`."""
+    if not holder:
+        return "an unknown session"
+    rest = ", ".join(f"{key} {value}" for key, value in holder.items() if key != "pid" and value)
+    head = f"pid {holder['pid']}" if holder.get("pid") is not None else "a session"
+    return f"{head} ({rest})" if rest else head
 
 
 def _release(lock: Lock, name: str, log: Log) -> bool:

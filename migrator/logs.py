@@ -93,7 +93,34 @@ def _progress(_: Any, __: str, event_dict: EventDict) -> EventDict:
         if event == "migration_finished":
             line += f" ... {event_dict.pop('duration_s'):.2f} s"
         event_dict["event"] = line.rstrip()
+    elif event in _LISTS and isinstance(event_dict.get("revisions"), list):
+        # One revision a line: a list of dicts printed as a Python literal is unreadable.
+        event_dict["event"] = _LISTS[event](event_dict)
     return event_dict
+
+
+def _plan_lines(event_dict: EventDict) -> str:
+    current = ", ".join(event_dict.pop("current", None) or []) or "base"
+    steps = event_dict.pop("revisions")
+    event_dict.pop("steps", None)
+    lines = [f"plan: {len(steps)} step(s) from {current}"]
+    for number, step in enumerate(steps, start=1):
+        words = (f"{number}.", step.get("direction"), step.get("revision"), step.get("message"))
+        lines.append("  " + " ".join(str(word) for word in words if word))
+    return "\n".join(lines)
+
+
+def _history_lines(event_dict: EventDict) -> str:
+    revisions = event_dict.pop("revisions")
+    lines = [f"history: {len(revisions)} revision(s), oldest first"]
+    for revision in revisions:
+        words = (revision.get("revision"), revision.get("message"))
+        line = "  " + " ".join(str(word) for word in words if word)
+        lines.append(line + (" (head)" if revision.get("is_head") else ""))
+    return "\n".join(lines)
+
+
+_LISTS = {"plan": _plan_lines, "history": _history_lines}
 
 
 def _enrich(secrets: tuple[str, ...]) -> list[Processor]:

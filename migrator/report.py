@@ -34,9 +34,11 @@ def report(
         "lock_wait_s": outcome.lock_wait_s,
         "duration_s": round(time.monotonic() - started, 3),
     }
+    # The termination message is written first: a warning that it could not be must come
+    # before the final event, which is the last line by contract.
     if error is None:
-        log.info("finished", **fields)
         _write_termination_message(log, termination_log, secrets, "finished", fields)
+        log.info("finished", **fields)
         return code
     fields.update(error=error.__class__.__name__, message=str(error))
     if isinstance(error, MigrateError):
@@ -47,8 +49,8 @@ def report(
         import traceback
 
         fields.update(traceback=traceback.format_exception(error))
-    log.error("failed", **fields)
     _write_termination_message(log, termination_log, secrets, "failed", fields)
+    log.error("failed", **fields)
     return code
 
 

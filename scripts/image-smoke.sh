@@ -403,7 +403,7 @@ PY
     note "head revision: $head"
     run current 0 -e "DATABASE_URL=$url" -- current &&
         json_lines current "last['event'] == 'finished' and last['revisions_after'] == ['$head'] and
-            any(e['event'] == 'current' and e['revisions'] == ['$head'] for e in events)"
+            any(e['event'] == 'current' and e['current'] == ['$head'] for e in events)"
 }
 
 check_bad_url() {

@@ -18,7 +18,7 @@ def test_at_head_exits_0_even_while_a_migration_holds_the_lock(db: Database) -> 
     finally:
         holder.close()
     assert result.code == 0
-    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert result.one("up_to_date")["current"] == [HEAD]
     assert not [e for e in result.events if e["event"].startswith("lock_")]
 
 
@@ -30,7 +30,7 @@ def test_waits_for_a_migration_to_finish(db: Database) -> None:
     result = finish(gate)
     assert result.code == 0
     assert result.named("awaiting_head")[0]["current"] == []
-    assert result.one("up_to_date")["revisions"] == [HEAD]
+    assert result.one("up_to_date")["current"] == [HEAD]
     assert db.version() == [HEAD]
 
 
@@ -60,3 +60,13 @@ def test_database_gone_after_answering_exits_7_not_3(own_cluster) -> None:
     assert result.code == 7, "it did answer: the database is not at head, not unreachable"
     assert result.final["error"] == "NotUpToDate"
     assert result.final["current"] == []
+
+
+def test_progress_is_logged_at_a_steady_interval_while_nothing_changes(db: Database) -> None:
+    result = run_job("await-head", "--timeout", "6", env=job_env(db.url), timeout=30)
+    assert result.code == 7
+    progress = result.named("awaiting_head")
+    assert len(progress) >= 2, "a long wait must not show a single line"
+    assert all(event["current"] == [] and event["heads"] == [HEAD] for event in progress)
+    waited = [event["waited_s"] for event in progress]
+    assert waited == sorted(waited) and waited[-1] - waited[0] >= 3, "spread over the wait"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,40 @@ def test_a_role_without_privileges_is_refused_with_exit_2(db: Database) -> None:
         result = run_job(command, env=job_env(url))
         assert_usage_error(result, "permission denied")
         assert result.final["error"] == "DatabaseRejected"
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade", "stamp"])
+def test_an_unknown_revision_argument_says_what_is_accepted(command: str) -> None:
+    result = run_job(command, "0123456789ab", env=job_env(SQLITE))
+    assert_usage_error(result, "0123456789ab", "accepted:", "head", "base", "history", HEAD)
+
+
+def test_the_repair_an_unknown_version_advises_works_when_followed(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "head", env=env).code == 0
+    db.query("UPDATE alembic_version SET version_num = 'feedfacecafe'")
+    refused = run_job("upgrade", "head", env=env)
+    assert_usage_error(refused, "feedfacecafe")
+    advice = re.search(r"run `([^`]*)<revision>`", refused.final["message"])
+    assert advice, refused.final["message"]
+    # The schema really is at head here; the operator names that revision, as told.
+    for plain in ([HEAD], ["head"], ["base"]):
+        stamped = run_job(*advice.group(1).split(), *plain, env=env)
+        assert stamped.code == 0, stamped.stdout
+        assert stamped.final["revisions_after"] == ([] if plain == ["base"] else [HEAD])
+    assert db.version() == [], "the last stamp above was `base`"
+    assert run_job(*advice.group(1).split(), HEAD, env=env).code == 0
+    after = run_job("upgrade", "head", env=env)
+    assert after.code == 0 and after.final["applied"] == 0, after.stdout
+    assert db.version() == [HEAD]
+    assert run_job("check", env=env).code == 0, "the schema and the version agree again"
+
+
+def test_stamp_without_purge_over_an_unknown_version_points_to_purge(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "head", env=env).code == 0
+    db.query("UPDATE alembic_version SET version_num = 'feedfacecafe'")
+    assert_usage_error(run_job("stamp", HEAD, env=env), "feedfacecafe", "stamp --purge")
+    assert_usage_error(run_job("upgrade", "--purge", env=env), "--purge applies to stamp only")
+    assert_usage_error(run_job("stamp", "--purge", "--sql", HEAD, env=env), "--purge", "--sql")
+    assert db.version() == ["feedfacecafe"]

@@ -33,6 +33,7 @@ def test_flags_go_before_or_after_the_command_and_win_over_the_environment(argv)
         (["upgrade", "+2", "--sql"], Request("upgrade", "+2", True)),
         (["downgrade", "-1"], Request("downgrade", "-1")),
         (["stamp", "base"], Request("stamp", "base")),
+        (["stamp", "--purge", "base"], Request("stamp", "base", purge=True)),
         (["current"], Request("current")),
         (["await-head", "--timeout", "4"], Request("await-head")),
     ],

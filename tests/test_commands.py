@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HEAD, REVISIONS, Database, job_env, parse_events, run_job, run_raw
+from tests.pgcluster import free_port
 
 TABLES = {"accounts", "projects", "tasks", "comments", "alembic_version"}
 
@@ -94,7 +95,7 @@ def test_read_only_commands_report_and_change_nothing(db: Database) -> None:
     env = job_env(db.url)
     current = run_job("current", env=env)
     assert current.code == 0
-    assert current.one("current")["revisions"] == []
+    assert current.one("current")["current"] == []
     assert current.one("current")["at_head"] is False
     assert db.tables() == set(), "current must not create the version table"
 
@@ -108,7 +109,7 @@ def test_read_only_commands_report_and_change_nothing(db: Database) -> None:
 
     assert run_job("upgrade", env=env).code == 0
     at_head = run_job("current", env=env).one("current")
-    assert at_head["revisions"] == [HEAD] and at_head["at_head"] is True
+    assert at_head["current"] == [HEAD] and at_head["at_head"] is True
 
 
 def test_sql_mode_prints_sql_and_touches_no_database(db: Database) -> None:
@@ -177,12 +178,12 @@ def test_url_from_a_file(db: Database, tmp_path: Path) -> None:
 def test_sqlite_end_to_end(tmp_path: Path) -> None:
     env = job_env(f"sqlite:///{tmp_path / 'app.db'}")
     assert run_job("upgrade", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == [HEAD]
+    assert run_job("current", env=env).one("current")["current"] == [HEAD]
     assert run_job("check", env=env).code == 0
     assert run_job("downgrade", "-1", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == [REVISIONS[-2]]
+    assert run_job("current", env=env).one("current")["current"] == [REVISIONS[-2]]
     assert run_job("downgrade", "base", env=env).code == 0
-    assert run_job("current", env=env).one("current")["revisions"] == []
+    assert run_job("current", env=env).one("current")["current"] == []
     assert (tmp_path / "app.db.lock").exists()
 
 
@@ -219,3 +220,97 @@ def test_termination_message_never_holds_the_password(db: Database, tmp_path: Pa
     assert run_job("upgrade", env=env).code == 2
     assert message.read_text().startswith("failed exit=2")
     assert db.cluster.password not in message.read_text()
+
+
+@pytest.mark.parametrize("args", [("upgrade",), ("upgrade", "0123456789ab")])
+def test_an_unwritable_termination_log_is_reported_before_the_final_event(
+    db: Database, args: tuple[str, ...]
+) -> None:
+    result = run_job(*args, env=job_env(db.url, MIGRATE_TERMINATION_LOG="/nonexistent/dir/x"))
+    assert result.final["event"] in ("finished", "failed")
+    assert result.final["exit_code"] == result.code
+    warning = result.one("termination_log_unwritable")
+    assert warning["path"] == "/nonexistent/dir/x" and "No such file" in warning["error"]
+
+
+def test_every_event_names_the_database_revisions_current(db: Database) -> None:
+    env = job_env(db.url)
+    assert run_job("upgrade", "3c4d5e6f7a82", env=env).code == 0
+    assert run_job("current", env=env).one("current")["current"] == ["3c4d5e6f7a82"]
+    upgraded = run_job("upgrade", env=env)
+    assert upgraded.one("plan")["current"] == ["3c4d5e6f7a82"]
+    assert run_job("upgrade", env=env).one("nothing_to_do")["current"] == [HEAD]
+    at_head = run_job("current", env=env).one("current")
+    assert at_head["current"] == [HEAD]
+    assert at_head["revisions"] == at_head["current"], "the old name stays, for one release"
+    gate = run_job("await-head", env=env).one("up_to_date")
+    assert gate["current"] == [HEAD] and gate["revisions"] == [HEAD]
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "instead"),
+    [("upgrade", "-1", "downgrade -1"), ("downgrade", "+2", "upgrade +2")],
+)
+def test_a_relative_step_the_wrong_way_is_refused_before_waiting(
+    command: str, target: str, instead: str
+) -> None:
+    # Nothing listens there: a job that waited or locked first would show database_unavailable.
+    url = f"postgresql://u:pw@127.0.0.1:{free_port()}/db"
+    result = run_job(command, target, env=job_env(url, MIGRATE_WAIT_TIMEOUT="5"))
+    assert result.code == 2
+    assert [event["event"] for event in result.events] == ["starting", "failed"]
+    assert result.final["error"] == "RevisionError"
+    assert f"`{instead}`" in result.final["message"]
+
+
+def test_check_without_target_metadata_is_a_usage_error(db: Database, project: Path) -> None:
+    env_py = project / "migrations" / "env.py"
+    env_py.write_text(
+        env_py.read_text().replace("target_metadata = Base.metadata", "target_metadata = None")
+    )
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    assert run_job("upgrade", env=env).code == 0
+    result = run_job("check", env=env)
+    assert result.code == 2, result.stdout
+    assert result.final["error"] == "ConfigError" and "traceback" not in result.final
+    assert "target_metadata" in result.final["message"]
+    assert str(env_py) in result.final["message"]
+
+
+def _add_estimate_to_the_models(project: Path) -> None:
+    tables = project / "models" / "tables.py"
+    tables.write_text(
+        tables.read_text().replace(
+            "    title: Mapped[str] = mapped_column(String(300))\n",
+            "    title: Mapped[str] = mapped_column(String(300))\n"
+            "    estimate: Mapped[int | None] = mapped_column()\n",
+        )
+    )
+
+
+def test_check_says_which_side_has_what_and_never_advises_a_drop(
+    db: Database, project: Path
+) -> None:
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    assert run_job("upgrade", env=env).code == 0
+    db.query("ALTER TABLE accounts ADD COLUMN nickname text")  # added by hand, holds data
+    only_database = run_job("check", env=env)
+    assert only_database.code == 7
+    final = only_database.final
+    assert final["in_database_only"] == ["column accounts.nickname"]
+    assert final["in_models_only"] == [] and final["changed"] == []
+    assert "in the database but not in the models: column accounts.nickname" in final["message"]
+    assert "--autogenerate" not in final["message"], "an autogenerated revision drops the column"
+
+    _add_estimate_to_the_models(project)
+    both = run_job("check", env=env).final
+    assert both["in_database_only"] == ["column accounts.nickname"]
+    assert both["in_models_only"] == ["column tasks.estimate"]
+    assert "in the models but not in the database: column tasks.estimate" in both["message"]
+    assert "--autogenerate" not in both["message"]
+
+    db.query("ALTER TABLE accounts DROP COLUMN nickname")
+    only_models = run_job("check", env=env).final
+    assert only_models["in_models_only"] == ["column tasks.estimate"]
+    assert only_models["in_database_only"] == []
+    assert "`alembic revision --autogenerate`" in only_models["message"], "safe: it only adds"

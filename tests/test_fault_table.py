@@ -147,13 +147,18 @@ def sigterm_waiting_for_database(scene: Scene) -> Result:
 
 
 def sigterm_waiting_for_lock(scene: Scene) -> Result:
-    return _while_waiting_for_lock(scene, _sigterm)
+    result = _while_waiting_for_lock(scene, _sigterm)
+    assert 0 < result.final["lock_wait_s"] <= result.final["duration_s"], "the seconds waited"
+    assert result.final["revisions_after"] == [], "read on the way out"
+    return result
 
 
 def sigterm_mid_statement(scene: Scene) -> Result:
     result = _sigterm(_mid_statement(scene), scene)
     interrupted = result.one("interrupted")
     assert interrupted["running"]["revision"] == EXTRA
+    assert result.final["revisions_after"] == [HEAD], "what is committed, read on the way out"
+    assert result.final["lock_wait_s"] is not None
     return result
 
 
@@ -213,14 +218,17 @@ def server_restarted_mid_statement(scene: Scene) -> Result:
 
 
 def server_crashed_mid_statement(scene: Scene) -> Result:
-    return _server_down_mid_statement(scene, scene.cluster.kill)
+    result = _server_down_mid_statement(scene, scene.cluster.kill)
+    assert result.final["revisions_after"] == "unknown", "the connection died: say so"
+    return result
 
 
 def _reader_on_accounts(scene: Scene) -> Callable[[], None]:
     """An application transaction that read `accounts` and stays open (ACCESS SHARE)."""
     reader = scene.cluster.connect(scene.db.name)
+    reader.cursor().execute("SET application_name = 'app-reader'")
     reader.autocommit = False
-    reader.cursor().execute("SELECT count(*) FROM accounts")
+    reader.cursor().execute("SELECT count(*) FROM accounts WHERE email <> 'ada-literal'")
     return reader.close
 
 
@@ -244,6 +252,16 @@ def ddl_lock_timeout_exhausted(scene: Scene) -> Result:
         finish_reader()
     assert len(result.named("ddl_lock_timeout")) == 2
     assert result.final["kind"] == "lock_timeout" and result.final["revision"] == EXTRA
+    # Whom to ask: the session holding the table, in every retry's event and in the final one.
+    for event in [*result.named("ddl_lock_timeout"), result.final]:
+        (blocker,) = event["blocking"]
+        assert blocker["application_name"] == "app-reader"
+        assert blocker["state"] == "idle in transaction" and blocker["query_start"]
+        assert blocker["query"].startswith("SELECT count(*) FROM accounts WHERE email <> ")
+    assert (
+        f"blocked by pid {blocker['pid']} (application_name app-reader" in result.final["message"]
+    )
+    assert "ada-literal" not in result.stdout, "literals in another session's query are masked"
     return result
 
 
@@ -309,8 +327,10 @@ def corrupted_version_table(scene: Scene) -> Result:
     assert scene.run("upgrade", HEAD).code == 0
     scene.db.query("UPDATE alembic_version SET version_num = 'feedfacecafe'")
     result = scene.run("upgrade")
-    assert "stamp" in result.final["message"]
-    scene.db.query("UPDATE alembic_version SET version_num = %s", HEAD)  # the repair it names
+    assert "`stamp --purge <revision>`" in result.final["message"]
+    assert scene.db.version() == ["feedfacecafe"], "untouched"
+    repair = scene.run("stamp", "--purge", HEAD)  # the repair it names; the rerun upgrades
+    assert repair.code == 0, repair.stdout
     return result
 
 

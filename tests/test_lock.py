@@ -64,8 +64,11 @@ def test_lock_held_past_the_timeout_exits_4_and_names_the_holder(db: Database) -
     failed = result.final
     assert failed["event"] == "failed" and failed["error"] == "LockTimeout"
     assert "someone-else" in failed["message"]
+    assert "{" not in failed["message"], "a sentence, not a Python dict"
+    assert f"pid {failed['holder']['pid']}" in failed["message"]
     assert failed["holder"]["application_name"] == "someone-else"
     assert 1.5 <= failed["duration_s"] < 1.5 + 2
+    assert 1.5 <= failed["lock_wait_s"] <= failed["duration_s"], "the seconds it waited"
     assert db.version() == [], "nothing ran without the lock"
 
 
@@ -151,6 +154,9 @@ def test_a_waiter_whose_work_gets_done_stops_without_the_lock(db: Database) -> N
     assert result.one("nothing_to_do")["current"] == [HEAD]
     assert result.named("lock_acquired") == []
     assert result.final["applied"] == 0
+    waited_since = result.one("lock_waiting")["waited_s"]
+    assert waited_since <= result.final["lock_wait_s"] <= result.final["duration_s"]
+    assert result.final["lock_wait_s"] > 0
 
 
 def test_the_holder_announces_the_release_to_waiters(db: Database) -> None:

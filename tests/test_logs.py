@@ -148,3 +148,25 @@ def test_job_events_survive_what_env_py_does_to_logging(stream, tmp_path) -> Non
     finally:
         logging.disable(logging.NOTSET)
     assert [line["event"] for line in lines(stream)] == ["after_fileconfig", "failed"]
+
+
+def test_console_renders_plan_and_history_as_lines(stream) -> None:
+    log = Log(fmt="console", stream=stream)
+    log.info("plan", current=["a1b2c3"], steps=2, revisions=[
+        {"revision": "b2c3d4", "down_revision": "a1b2c3", "message": "add due date",
+         "direction": "upgrade"},
+        {"revision": "c3d4e5", "down_revision": "b2c3d4", "message": None,
+         "direction": "upgrade"},
+    ])  # fmt: skip
+    log.info("history", revisions=[
+        {"revision": "a1b2c3", "down_revision": None, "message": "initial", "is_head": False},
+        {"revision": "b2c3d4", "down_revision": "a1b2c3", "message": "due", "is_head": True},
+    ])  # fmt: skip
+    text = stream.getvalue()
+    assert "{'" not in text and "[{" not in text, "no Python literal on a console"
+    lines = [line.strip() for line in text.splitlines()]
+    assert "plan: 2 step(s) from a1b2c3" in text
+    assert "1. upgrade b2c3d4 add due date" in lines
+    assert any(line.startswith("2. upgrade c3d4e5") for line in lines)  # then the logger name
+    assert "a1b2c3 initial" in lines
+    assert any(line.startswith("b2c3d4 due (head)") for line in lines)
