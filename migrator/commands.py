@@ -32,7 +32,7 @@ from migrator.errors import (
     NotUpToDate,
     UsageError,
 )
-from migrator.heads import recorded_heads
+from migrator.heads import recorded_heads, why_unrecorded
 from migrator.logs import Log
 from migrator.outcome import UNKNOWN, Outcome
 from migrator.settings import Settings
@@ -126,6 +126,17 @@ def _at_head(job: Job, raw: Raw) -> bool:
     return True
 
 
+def _say_why_slow(job: Job) -> None:
+    """A no-op without the heads record loads Alembic (~10x the time): say so, and the fix."""
+    job.log.info(
+        "fast_path_unavailable",
+        reason=why_unrecorded(job.ini),
+        fix=f"run `python -m migrator.heads {job.settings.alembic_config}` when the image is "
+        "built, after the revision files are in place (README: Use it with your own Alembic "
+        "project)",
+    )
+
+
 def _mutate(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
     if job.request.sql:
@@ -141,6 +152,8 @@ def _mutate(job: Job, kind: str) -> None:
         )
     # `upgrade head` is nearly always a no-op: check that with the driver alone, before the lock
     # (a no-op needs none) and again once holding it (another runner may just have finished).
+    if kind == "upgrade" and job.known_heads is None:
+        _say_why_slow(job)
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
     cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
     if not cheap:

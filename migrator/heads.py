@@ -39,6 +39,15 @@ def recorded_heads(ini: AlembicIni) -> list[str] | None:
     return None
 
 
+def why_unrecorded(ini: AlembicIni) -> str:
+    """Why `recorded_heads` gave nothing: said once, on the slower path, with the way back."""
+    if _revision_files(ini) is None or ini.script_location is None:
+        return "a layout only Alembic reads (other version locations, or bytecode-only revisions)"
+    if not os.path.exists(os.path.join(ini.script_location, FILENAME)):
+        return f"no {FILENAME} beside env.py"
+    return f"the revision files changed since {FILENAME} was written"
+
+
 def write(ini_path: str) -> dict[str, object]:
     """Ask Alembic for the heads and record them with the digest of the files it read."""
     from alembic.config import Config

@@ -214,10 +214,20 @@ def _choice(raw: str | None, name: str, allowed: tuple[str, ...]) -> str:
 
 
 def _alembic_config(raw: str | None, name: str = "ALEMBIC_CONFIG") -> str:
-    path = raw or os.path.join(PROJECT_ROOT, "alembic.ini")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{name}: no file at {path!r}")
-    return path
+    """ALEMBIC_CONFIG; else alembic.ini in the working directory, as for Alembic's CLI (the
+    runner pip-installed into an application's image); else the one beside the runner (this
+    repository and its image)."""
+    if raw:
+        if not os.path.isfile(raw):
+            raise ConfigError(f"{name}: no file at {raw!r}")
+        return raw
+    for path in (os.path.abspath("alembic.ini"), os.path.join(PROJECT_ROOT, "alembic.ini")):
+        if os.path.isfile(path):
+            return path
+    raise ConfigError(
+        f"{name} is not set and there is no alembic.ini in the working directory "
+        f"({os.getcwd()!r}): set ALEMBIC_CONFIG to your project's alembic.ini or pyproject.toml"
+    )
 
 
 def database_from(

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,35 @@ def test_pip_installs_the_project_and_its_console_script(tmp_path: Path, db: Dat
     _assert_brief_workflow(
         lambda *a: _run([str(venv / "bin" / a[0]), *a[1:]], project, env), db, project
     )
+
+
+def test_the_wheel_is_the_runner_alone_and_runs_your_own_project(
+    tmp_path: Path, db: Database
+) -> None:
+    """Way 3 of README "Use it with your own Alembic project": pip install the runner into the
+    application's image; `migrate-job` reads alembic.ini from the working directory."""
+    source = _copy_repository(tmp_path / "source")
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
+         tmp_path, dict(os.environ))  # fmt: skip
+    (wheel,) = dist.glob("*.whl")
+    top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"migrator"}
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    _run([str(venv / "bin/pip"), "install", "-q", str(wheel)], tmp_path, dict(os.environ))
+    app = tmp_path / "app"
+    app.mkdir()
+    _run([str(venv / "bin/alembic"), "init", "-t", "generic", "migrations"], app, dict(os.environ))
+    (app / "migrations/versions/b1_first.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        "revision = 'b1'\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade():\n    op.create_table('widgets', sa.Column('id', sa.Integer, "
+        "primary_key=True))\n\n\ndef downgrade():\n    op.drop_table('widgets')\n"
+    )
+    env = _tool_env(db.url, MIGRATE_LOG_FORMAT="json")
+    output = _run([str(venv / "bin/migrate-job"), "upgrade", "head"], app, env)
+    assert '"event": "finished"' in output, output
+    assert db.version() == ["b1"]
+    assert "widgets" in db.tables()
