@@ -475,9 +475,10 @@ check_no_writes() {
 # of its own package), still non-root and read-only. Its first run migrates its own scripts; its
 # second is the fast no-op (the heads record the recipe makes).
 check_derived() {
-    local dir=$work/derived durl
+    local dir=$work/derived durl py
     mkdir -p "$dir/myapp" || return 1
-    (cd "$dir" && "$PYTHON" -m alembic init -t generic migrations >/dev/null) || return 1
+    py=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON") || return 1  # absolute, venv kept
+    (cd "$dir" && "$py" -m alembic init -t generic migrations >/dev/null) || return 1
     printf 'import sqlalchemy as sa\n\nmetadata = sa.MetaData()\nwidgets = sa.Table("widgets", metadata, sa.Column("id", sa.Integer, primary_key=True))\n' \
         >"$dir/myapp/models.py"
     : >"$dir/myapp/__init__.py"
@@ -502,9 +503,9 @@ def downgrade():
 PY
     # The recipe: the README's block after the derived-image marker, with this image as its base.
     "$PYTHON" - "$root/README.md" "$image" >"$dir/Containerfile" <<'PY' || return 1
-import re, sys
+import re, sys, textwrap
 text = open(sys.argv[1]).read().split("<!-- derived-image -->", 1)[1]
-block = re.search(r"```dockerfile\n(.*?)```", text, re.S).group(1)
+block = textwrap.dedent(re.search(r"```dockerfile\n(.*?)\n *```", text, re.S).group(1)) + "\n"
 print(re.sub(r"^FROM \S+", f"FROM {sys.argv[2]}", block, count=1, flags=re.M), end="")
 PY
     grep -q '^COPY migrations/' "$dir/Containerfile" || { say "no recipe found in README"; return 1; }
