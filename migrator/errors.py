@@ -3,6 +3,7 @@
     MigrateError                      exit 1 unless a subclass says otherwise
     ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
     │   ├── ConfigError                  a variable or flag is missing or malformed
+    │   │   └── ProjectError                 alembic.ini or a script unreadable or unloadable
     │   ├── RevisionError                unknown revision, several heads, corrupt version table
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
     │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
@@ -54,6 +55,10 @@ class UsageError(MigrateError):
 
 class ConfigError(UsageError):
     """A variable or flag is missing or malformed."""
+
+
+class ProjectError(ConfigError):
+    """alembic.ini or a script it names cannot be read or loaded (syntax, import, permissions)."""
 
 
 class RevisionError(UsageError):

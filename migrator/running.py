@@ -38,6 +38,7 @@ from migrator.errors import (
 from migrator.logs import Log, LogWriter
 from migrator.outcome import Outcome
 from migrator.timeouts import Limits
+from migrator.versions import loading_errors
 from migrator.waiting import describe
 
 Steps = Callable[[ScriptDirectory, tuple[str, ...]], Sequence[MigrationStep]]
@@ -59,8 +60,9 @@ def load_project(config_path: str, log: Log, **attributes: Any) -> Project:
     config = Config(config_path, stdout=cast(TextIO, LogWriter(log)))
     config.attributes.update(attributes)
     try:
-        script = ScriptDirectory.from_config(config)
-        script.revision_map.heads  # noqa: B018 - builds the map now: a broken chain fails here
+        with loading_errors(config_path):
+            script = ScriptDirectory.from_config(config)
+            script.revision_map.heads  # noqa: B018 - builds the map now: a broken chain fails here
     except KeyError as error:
         raise RevisionError(
             f"cannot load the migration scripts: a revision names {error.args[0]!r} as its "
