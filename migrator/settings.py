@@ -170,6 +170,8 @@ def _choice(raw: str | None, name: str, allowed: tuple[str, ...]) -> str:
 
 def _alembic_config(raw: str | None) -> str:
     path = raw or os.path.join(PROJECT_ROOT, "alembic.ini")
+    if os.path.isdir(path):
+        raise ConfigError(f"ALEMBIC_CONFIG: {path!r} is a directory, not alembic.ini")
     if not os.path.isfile(path):
         raise ConfigError(f"ALEMBIC_CONFIG: no file at {path!r}")
     return path

@@ -35,19 +35,24 @@ class AlembicIni(Record):
         # ConfigMap mount) keeps the directory of the link, not its target's.
         here = os.path.realpath(os.path.dirname(path))
         parser = configparser.ConfigParser(defaults={"here": here})
-        parser.read(path, encoding="utf-8")
-        section = parser["alembic"] if parser.has_section("alembic") else {}
-        location = section.get("script_location")
+        with loading_errors(path):
+            # Not parser.read(path): it skips a file it cannot open, silently (so does Alembic's).
+            with open(path, encoding="utf-8") as file:
+                parser.read_file(file, path)
+            section = parser["alembic"] if parser.has_section("alembic") else {}
+            location = section.get("script_location")
+            other_layout = bool(section.get("version_locations")) or any(
+                section.get(option, "false").strip().lower() in ("true", "1", "yes", "on")
+                for option in ("recursive_version_locations", "sourceless")
+            )
+            version_table = section.get("version_table") or "alembic_version"
+            version_table_schema = section.get("version_table_schema") or None
         return cls(
             # "package:dir" locations are resolved by Alembic only.
             script_location=location if location and ":" not in location else None,
-            other_layout=bool(section.get("version_locations"))
-            or any(
-                section.get(option, "false").strip().lower() in ("true", "1", "yes", "on")
-                for option in ("recursive_version_locations", "sourceless")
-            ),
-            version_table=section.get("version_table") or "alembic_version",
-            version_table_schema=section.get("version_table_schema") or None,
+            other_layout=other_layout,
+            version_table=version_table,
+            version_table_schema=version_table_schema,
         )
 
     @property

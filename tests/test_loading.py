@@ -67,6 +67,25 @@ def test_an_edited_revision_that_cannot_be_loaded_fails_even_when_at_head(
     assert not result.named("nothing_to_do")
 
 
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("script_location = migrations\n", ["no section headers", "line 1"]),
+        ("[alembic]\nscript_location = a\nscript_location = b\n", ["already exists"]),
+        ("[alembic]\nscript_location = %(nope)s/migrations\n", ["nope"]),
+    ],
+    ids=["no-section", "duplicate-option", "bad-interpolation"],
+)
+def test_a_malformed_alembic_ini_is_a_usage_error(
+    text: str, fragments: list[str], tmp_path: Path, db: Database
+) -> None:
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(text)
+    for command in READERS:
+        result = run_job(command, env=job_env(db.url, ALEMBIC_CONFIG=str(ini)))
+        assert_user_error(result, str(ini), "not a valid ini file", *fragments)
+
+
 def run_unprivileged(*args: str, env: dict[str, str]) -> Result:
     """The job without the power to read any file: root ignores file modes, so as root it runs
     without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (still uid 0, so the interpreter under
@@ -85,9 +104,45 @@ def run_unprivileged(*args: str, env: dict[str, str]) -> Result:
     return Result(done.returncode, done.stdout, done.stderr, parse_events(done.stdout))
 
 
+def test_an_unreadable_alembic_ini_says_permission_denied(tmp_path: Path, db: Database) -> None:
+    ini = tmp_path / "alembic.ini"
+    ini.write_text((Path(__file__).parent.parent / "alembic.ini").read_text())
+    ini.chmod(0)
+    for command in READERS:
+        result = run_unprivileged(command, env=job_env(db.url, ALEMBIC_CONFIG=str(ini)))
+        assert_user_error(result, f"cannot read {ini}: Permission denied")
+
+
 def test_an_unreadable_revision_says_permission_denied(project: Path, db: Database) -> None:
     path = break_revision(project, "")
     path.chmod(0)
     env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     result = run_unprivileged("heads", env=env)
     assert_user_error(result, f"cannot read {path}: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("[alembic]\nversion_table = v\n", ["sets no script_location", "[alembic]"]),
+        ("[other]\nscript_location = migrations\n", ["sets no script_location"]),
+        ("[alembic]\nscript_location = %(here)s/nowhere\n", ["nowhere", "is not a directory"]),
+    ],
+    ids=["no-key", "no-section", "no-directory"],
+)
+def test_a_missing_script_location_does_not_advise_init(
+    text: str, fragments: list[str], tmp_path: Path, db: Database
+) -> None:
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(text)
+    for command in READERS:
+        result = run_job(command, env=job_env(db.url, ALEMBIC_CONFIG=str(ini)))
+        assert_user_error(result, str(ini), *fragments)
+        assert "init" not in result.final["message"]
+
+
+def test_alembic_config_naming_a_directory_says_so(tmp_path: Path) -> None:
+    env = job_env("sqlite:////nonexistent-dir/never.db", ALEMBIC_CONFIG=str(tmp_path))
+    result = run_job("heads", env=env)
+    assert result.code == 2
+    assert "is a directory" in result.final["message"]
