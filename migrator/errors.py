@@ -4,7 +4,8 @@
     ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
     │   ├── ConfigError                  a variable or flag is missing or malformed
     │   ├── RevisionError                unknown revision, several heads, corrupt version table
-    │   ├── ProjectError                 the project's env.py cannot be run as the job promises
+    │   ├── ProjectError                 alembic.ini, env.py or a script cannot be read, loaded or
+    │   │                                run as the job promises
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
     │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
     ├── DatabaseUnavailable           3  not reachable before the wait timeout
@@ -62,7 +63,8 @@ class RevisionError(UsageError):
 
 
 class ProjectError(UsageError):
-    """The project's env.py failed, or does something the job cannot make safe."""
+    """The project (alembic.ini, env.py, a script) cannot be read or loaded (syntax, import,
+    permissions), fails, or does something the job cannot make safe."""
 
 
 class DatabaseRejected(UsageError):

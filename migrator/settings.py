@@ -218,6 +218,8 @@ def _alembic_config(raw: str | None, name: str = "ALEMBIC_CONFIG") -> str:
     runner pip-installed into an application's image); else the one beside the runner (this
     repository and its image)."""
     if raw:
+        if os.path.isdir(raw):
+            raise ConfigError(f"{name}: {raw!r} is a directory, not alembic.ini")
         if not os.path.isfile(raw):
             raise ConfigError(f"{name}: no file at {raw!r}")
         return raw

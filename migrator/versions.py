@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import configparser
 import os
+from contextlib import contextmanager
 
 from migrator.database import missing_table
+from migrator.errors import ProjectError
 from migrator.records import Record
 
 TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from migrator.database import Raw
 
 
@@ -63,9 +67,12 @@ class AlembicIni(Record):
         here = os.path.realpath(os.path.dirname(path))
         ini, toml = config_files(path)
         parser = configparser.ConfigParser(defaults={"here": here})
-        if ini is not None:
-            parser.read(ini, encoding="utf-8")
-        section = dict(parser["alembic"]) if parser.has_section("alembic") else {}
+        with loading_errors(ini or path):
+            if ini is not None:
+                # Not parser.read(): it skips a file it cannot open, silently (so does Alembic's).
+                with open(ini, encoding="utf-8") as file:
+                    parser.read_file(file, ini)
+            section = dict(parser["alembic"]) if parser.has_section("alembic") else {}
         # As Alembic does: the ini's [alembic] first, then [tool.alembic]; that one only when
         # the ini does not locate the scripts (tomllib imports typing: ~4 ms of a no-op).
         tool = _tool_alembic(None if "script_location" in section else toml, here)
@@ -93,6 +100,47 @@ class AlembicIni(Record):
         if self.version_table_schema:
             return f"alembic:{self.version_table_schema}.{self.version_table}"
         return f"alembic:{self.version_table}"
+
+
+@contextmanager
+def loading_errors(path: str) -> Iterator[None]:
+    """alembic.ini, or a script it leads to, that cannot be read or loaded: the user's to fix.
+
+    Without this, a typo in a revision file or an unreadable ini ends as exit 1 ("a bug in the
+    job") with a traceback, and the chart retries what can never succeed.
+    """
+    try:
+        yield
+    except configparser.Error as error:
+        # The first line says what is wrong; the rest quotes the file's line.
+        what = str(error).splitlines()[0].rstrip(".")
+        line = getattr(error, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise ProjectError(f"{path} is not a valid ini file: {what}{where}") from None
+    except UnicodeDecodeError:
+        raise ProjectError(f"{path} is not UTF-8 text") from None
+    except OSError as error:
+        raise ProjectError(f"cannot read {error.filename or path}: {error.strerror}") from None
+    except SyntaxError as error:
+        raise ProjectError(
+            f"cannot load {error.filename}: {error.__class__.__name__} at line {error.lineno}: "
+            f"{error.msg}"
+        ) from None
+    except ImportError as error:
+        raise ProjectError(
+            f"cannot load {_loading_file(error)}: {error.__class__.__name__}: {error}"
+        ) from None
+
+
+def _loading_file(error: BaseException) -> str:
+    """The script whose import raised: the outermost module-level frame of the traceback."""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "<module>":
+            return f"{code.co_filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return "a migration script"
 
 
 def current(raw: Raw, ini: AlembicIni) -> list[str]:

@@ -20,14 +20,35 @@ if TYPE_CHECKING:
 
 # libpq reports connection failures as text without an SQLSTATE, so the verdict reads the text.
 # Whatever is not known to be permanent is retried until the deadline: a wrong verdict there
-# costs a wait, while a wrong "permanent" would fail a deploy that would have healed.
+# costs a wait, while a wrong "permanent" would fail a deploy that would have healed. So these
+# stay transient on purpose: an unknown host name (DNS converges while a Kubernetes Service or
+# pod comes up), connection refused or reset, the server starting or shutting down, too many
+# clients, `target_session_attrs` not met yet (a failover in progress), a GSSAPI credential
+# cache not there yet (a kinit sidecar), and TLS EOFs (a network blip looks the same).
 # A pattern, compiled by `re` at first use: most runs never fail to connect.
-_PERMANENT = (
-    r"password authentication failed|authentication failed|no password supplied"
-    r"|fe_sendauth|database \".*\" does not exist|role \".*\" does not exist"
-    r"|no pg_hba\.conf entry|invalid dsn|invalid connection option|invalid sslmode"
-    r"|invalid integer value|unable to open database file|unsupported frontend protocol"
-    r"|permission denied for database"
+_PERMANENT = "|".join(
+    (
+        # credentials, names, access rules
+        r"password authentication failed|authentication failed|no password supplied"
+        r"|fe_sendauth|database \".*\" does not exist|role \".*\" does not exist"
+        r"|no pg_hba\.conf entry|permission denied for database|requirepeer"
+        r"|authentication method requirement",
+        # the URL or its options: the same text on every attempt
+        r"invalid dsn|invalid connection option|invalid integer value|invalid port number"
+        r"|invalid \"?\w+\"? value|invalid uri|invalid percent-encoded|could not match \d+"
+        r"|invalid ssl protocol version range|weak sslmode|host name must be specified"
+        r"|unable to open database file|unsupported frontend protocol",
+        # server-side settings passed in `options`
+        r"unrecognized configuration parameter|invalid value for parameter",
+        # TLS asked for and not possible, or refused: the server's setup, not its state
+        r"server does not support ssl|ssl was required|ssl not in use|channel binding"
+        r"|server doesn't support gssapi encryption",
+        # certificates and keys, ours or the server's (mounted files exist before the start)
+        r"certificate verify failed|does not match host name|root certificate file"
+        r"|certificate file|private key|ssl certificate|server did not request an ssl"
+        r"|alert (unknown ca|bad certificate|certificate|unsupported certificate"
+        r"|protocol version|handshake failure|access denied|decrypt error)",
+    )
 )
 
 
@@ -82,7 +103,7 @@ def wait_for_database(connect: Callable[[], Raw], timeout: float, log: Log) -> R
         raw, attempts = connect(), 1
     except ConnectFailed as error:
         if not heals(error):
-            raise DatabaseRejected(f"the database refused the connection: {error}") from None
+            raise DatabaseRejected(f"cannot connect, and waiting will not help: {error}") from None
         raw, attempts = _keep_trying(replaying(error, connect), timeout, log, started)
     log.info("database_ready", attempts=attempts, waited_s=round(time.monotonic() - started, 3))
     return raw
@@ -129,5 +150,5 @@ def _keep_trying(
             f"{describe(last) if last else 'no answer'}"
         ) from None
     except ConnectFailed as error:
-        raise DatabaseRejected(f"the database refused the connection: {error}") from None
+        raise DatabaseRejected(f"cannot connect, and waiting will not help: {error}") from None
     return raw, int(retrying.statistics.get("attempt_number", 1))

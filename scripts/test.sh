@@ -1,31 +1,64 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs, then run it:
-#   - PostgreSQL server binaries, PgBouncer and openssl (apt-get, when missing and running as
-#     root); the tests start private throwaway clusters with them (openssl makes the TLS test's
-#     certificates) and never touch a running server;
+# Install what the test suite needs, then run it:
+#   - PostgreSQL server binaries, PgBouncer and openssl, when missing (as root only, and said
+#     before it is done; MIGRATE_TEST_NO_INSTALL=1 stops there instead). The tests start private
+#     throwaway clusters with them (openssl makes the TLS test's certificates) and never touch a
+#     running server;
 #   - a virtualenv at .venv with the project and its test extras.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k lock).
+#
+# No configuration file of the machine is written. Debian's postgresql-<version> package creates
+# and starts a cluster on port 5432 from its install script unless create_main_cluster is off in
+# /etc/postgresql-common/createcluster.conf, and pgbouncer's starts a pgbouncer service. So these
+# two packages are not installed: their files are unpacked (dpkg-deb -x) into MIGRATE_TEST_TOOLS,
+# where tests/pgcluster.py finds them, and only their dependencies (libraries, and
+# postgresql-common, which adds the `postgres` user the servers run as) are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Outside the checkout: the servers run as the postgres user, who cannot enter /root.
+tools=${MIGRATE_TEST_TOOLS:-/var/tmp/migrate-job-test-tools}
+
 have_tools() {
-    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -x /usr/sbin/pgbouncer ] &&
-        command -v openssl >/dev/null
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ||
+        compgen -G "$tools/usr/lib/postgresql/*/bin/initdb" >/dev/null || return 1
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] ||
+        [ -x "$tools/usr/sbin/pgbouncer" ] || return 1
+    command -v openssl >/dev/null
 }
+
 if ! have_tools; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "missing tools: apt-get install postgresql pgbouncer openssl" >&2
+    cat >&2 <<EOF
+scripts/test.sh: the tests need PostgreSQL server binaries, PgBouncer and openssl; some are missing.
+As root, this script now runs:
+  apt-get update
+  apt-get download postgresql-<version> pgbouncer     (into a temporary directory)
+  apt-get satisfy --no-install-recommends "openssl, <what those two packages depend on>"
+  dpkg-deb -x <each of the two packages> $tools
+The two packages themselves are unpacked, not installed: installed, they would create and start a
+PostgreSQL cluster on port 5432 and a pgbouncer service. No configuration file is changed.
+Set MIGRATE_TEST_NO_INSTALL=1 to stop here instead, or install the tools yourself.
+EOF
+    if [ "$(id -u)" -ne 0 ] || [ -n "${MIGRATE_TEST_NO_INSTALL:-}" ]; then
+        echo "scripts/test.sh: not installing (not root, or MIGRATE_TEST_NO_INSTALL is set)" >&2
         exit 1
     fi
-    echo "installing PostgreSQL server binaries, PgBouncer and openssl with apt-get"
-    # Binaries only: no cluster of Debian's own on port 5432.
-    mkdir -p /etc/postgresql-common
-    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
-        echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        postgresql pgbouncer openssl >/dev/null
+    # The version the `postgresql` metapackage stands for (15 on Debian 12).
+    version=$(apt-cache depends postgresql | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p')
+    [ -n "$version" ] || { echo "scripts/test.sh: no postgresql-<version> package found" >&2; exit 1; }
+    debs=$(mktemp -d)
+    trap 'rm -rf "$debs"' EXIT
+    chown _apt "$debs" 2>/dev/null || true # apt-get download runs as the _apt user
+    (cd "$debs" && apt-get download -qq "postgresql-$version" pgbouncer)
+    depends=$(for deb in "$debs"/*.deb; do dpkg-deb -f "$deb" Depends; done | paste -sd, -)
+    apt-get satisfy -y -qq --no-install-recommends "openssl, $depends" >/dev/null
+    mkdir -p "$tools"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
+    echo "scripts/test.sh: PostgreSQL $version and PgBouncer unpacked into $tools" >&2
 fi
+export MIGRATE_TEST_TOOLS=$tools
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

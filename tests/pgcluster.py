@@ -27,8 +27,17 @@ import psycopg2.extensions
 ADMIN = "admin"
 
 
+# Where scripts/test.sh unpacks the server binaries when the machine has none (see there why
+# they are not installed).
+TOOLS = Path(os.environ.get("MIGRATE_TEST_TOOLS") or "/var/tmp/migrate-job-test-tools")
+
+
 def _bin_dir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
+    """The newest PostgreSQL server binaries: PG_BINDIR if set, the system's, scripts/test.sh's."""
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    found = glob.glob("/usr/lib/postgresql/*/bin") + glob.glob(f"{TOOLS}/usr/lib/postgresql/*/bin")
+    candidates = sorted(found, key=lambda path: int(Path(path).parent.name))
     if candidates:
         return Path(candidates[-1])
     pg_config = shutil.which("pg_config")

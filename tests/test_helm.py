@@ -22,6 +22,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from migrator.cli import parse
+from migrator.errors import ConfigError
+from migrator.settings import LOG_FORMATS, LOG_LEVELS, OPTIONS, load_settings
+
 CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "migrate-job"
 VALUE_SETS: dict[str, dict[str, Any]] = {
     path.name.removesuffix("-values.yaml"): yaml.safe_load(path.read_text())
@@ -436,13 +440,18 @@ def test_schema_rejects_wrong_values_naming_the_key(chart, values, message) -> N
         render(chart, merged(EXISTING, values))
 
 
-def test_missing_credentials_are_refused_naming_both_choices(chart) -> None:
-    with pytest.raises(helm_python.HelmValuesError) as raised:
-        chart.validate_schema({})
-    assert "/database/existingSecret" in str(raised.value)
-    assert "/database/url" in str(raised.value)
-    with pytest.raises(helm_python.HelmValuesError):
-        render(chart, {})
+@pytest.mark.parametrize(
+    "values", [{}, {"database": {"existingSecret": "", "url": ""}}], ids=["defaults", "blank"]
+)
+def test_missing_credentials_are_refused_naming_both_choices(chart, values) -> None:
+    """The template's message, not a schema error that fires first and says neither."""
+    with pytest.raises(
+        helm_python.HelmRenderError,
+        match=re.escape(
+            "no database credentials: set database.existingSecret (recommended) or database.url"
+        ),
+    ):
+        render(chart, values)
 
 
 def test_both_kinds_of_credentials_are_refused(chart) -> None:
@@ -604,3 +613,120 @@ def test_every_default_value_is_in_the_schema(chart) -> None:
         return out
 
     assert sorted(walk(chart.values)) == sorted(leaves)
+
+
+# ---------------------------------------------------------------- the chart and the runner agree
+
+ALEMBIC_INI = str(CHART_DIR.parent.parent / "alembic.ini")  # must exist for the runner to accept it
+
+# Every option of the runner (migrator/settings.py OPTIONS) and the chart value that sets it, with
+# a value the runner accepts and the Settings field it lands in: one list, so that an option added
+# to the runner or a value added to the chart without the other fails here.
+CHART_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
+    "DATABASE_URL": ("database.existingSecret", "app-database", None),
+    "DATABASE_URL_FILE": ("database.urlAsFile", True, None),
+    "DATABASE_PASSWORD_FILE": ("database.passwordSecret.name", "app-password", None),
+    "ALEMBIC_CONFIG": ("runner.alembicConfig", ALEMBIC_INI, "alembic_config"),
+    "MIGRATE_WAIT_TIMEOUT": ("runner.waitTimeout", 2.5, "wait_timeout"),
+    "MIGRATE_CONNECT_TIMEOUT": ("runner.connectTimeout", 0.5, "connect_timeout"),
+    "MIGRATE_LOCK_TIMEOUT": ("runner.lockTimeout", 1000000, "lock_timeout"),
+    "MIGRATE_LOCK_NAME": ("runner.lockName", "app:alembic", "lock_name"),
+    # Not an environment variable of the chart: await-head's --timeout in the init container.
+    "MIGRATE_AWAIT_TIMEOUT": ("awaitHead.timeout", 12.5, "await_timeout"),
+    "MIGRATE_DDL_LOCK_TIMEOUT": ("runner.ddlLockTimeout", 0.25, "ddl_lock_timeout"),
+    "MIGRATE_STATEMENT_TIMEOUT": ("runner.statementTimeout", 1234567.5, "statement_timeout"),
+    "MIGRATE_DDL_RETRIES": ("runner.ddlRetries", 100, "ddl_retries"),
+    "MIGRATE_TERMINATION_LOG": ("runner.terminationLog", "/dev/termination-log", "termination_log"),
+    "MIGRATE_LOG_FORMAT": ("runner.logFormat", "console", "log_format"),
+    "MIGRATE_LOG_LEVEL": ("runner.logLevel", "debug", "log_level"),
+}
+
+
+def values_at(path: str, value: Any) -> dict[str, Any]:
+    *parents, leaf = path.split(".")
+    values: dict[str, Any] = {leaf: value}
+    for parent in reversed(parents):
+        values = {parent: values}
+    return values
+
+
+def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
+    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS}
+    schema = helm_python.Chart.load(CHART_DIR).schema
+    runner_values = {f"runner.{key}" for key in schema["properties"]["runner"]["properties"]}
+    paths = {path for path, _, _ in CHART_OPTIONS.values()}
+    assert runner_values <= paths, "a runner.* value that sets no runner option"
+    assert {f"database.{k}" for k in ("existingSecret", "urlAsFile")} <= paths
+
+
+@pytest.mark.parametrize("env", sorted(set(CHART_OPTIONS) - {"MIGRATE_AWAIT_TIMEOUT"}))
+def test_extra_env_may_shadow_no_option_the_chart_sets(chart, env) -> None:
+    values = merged(EXISTING, {"extraEnv": [{"name": env, "value": "x"}]})
+    with pytest.raises(helm_python.HelmRenderError, match=f"extraEnv sets {env}"):
+        render(chart, values)
+
+
+def test_every_value_reaches_the_runner_as_the_runner_reads_it(chart, tmp_path) -> None:
+    values = merged(
+        *(values_at(path, sample) for path, sample, _ in CHART_OPTIONS.values()),
+        {"useHelmHooks": False, "activeDeadlineSeconds": None},
+    )
+    chart.validate_schema(values)
+    env = env_of(container(only(render(chart, values), "Job")))
+    assert env.pop("DATABASE_URL_FILE").endswith("/url")
+    assert env.pop("DATABASE_PASSWORD_FILE").endswith("/password")
+    url = tmp_path / "url"
+    url.write_text(f"sqlite:///{tmp_path / 'x.db'}")
+    env["DATABASE_URL_FILE"] = str(url)  # the file the Secret would be mounted as
+    _, settings = parse(["upgrade"], env)
+    # The init container takes no mounted files (see its own test): the URL from the Secret.
+    gate = merged(EXISTING, values_at(*CHART_OPTIONS["MIGRATE_AWAIT_TIMEOUT"][:2]))
+    _, init, _ = init_container_and_job(umbrella(tmp_path), {"migrate-job": gate})
+    _, awaiting = parse(init["args"], env)
+    for name, (path, sample, field) in CHART_OPTIONS.items():
+        if field is not None:
+            got = getattr(awaiting if name == "MIGRATE_AWAIT_TIMEOUT" else settings, field)
+            assert got == sample, (path, got)
+
+
+NUMBERS = [-1, 0, 0.001, 2.5, 100, 101, 1000000, 1234567.5]
+
+
+@pytest.mark.parametrize(
+    ("env", "probes"),
+    [
+        ("MIGRATE_WAIT_TIMEOUT", NUMBERS),
+        ("MIGRATE_CONNECT_TIMEOUT", NUMBERS),
+        ("MIGRATE_LOCK_TIMEOUT", NUMBERS),
+        ("MIGRATE_AWAIT_TIMEOUT", NUMBERS),
+        ("MIGRATE_DDL_LOCK_TIMEOUT", NUMBERS),
+        ("MIGRATE_STATEMENT_TIMEOUT", NUMBERS),
+        ("MIGRATE_DDL_RETRIES", NUMBERS),
+        ("MIGRATE_LOG_FORMAT", [*LOG_FORMATS, "xml"]),
+        ("MIGRATE_LOG_LEVEL", [*LOG_LEVELS, "loud"]),
+    ],
+)
+def test_the_schema_accepts_exactly_what_the_runner_accepts(chart, env, probes) -> None:
+    path = CHART_OPTIONS[env][0]
+    for probe in probes:
+        try:
+            chart.validate_schema(merged(EXISTING, values_at(path, probe)))
+            schema_accepts = True
+        except helm_python.HelmValuesError:
+            schema_accepts = False
+        try:
+            load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, env: str(probe)})
+            runner_accepts = True
+        except ConfigError:
+            runner_accepts = False
+        assert schema_accepts == runner_accepts, (path, probe, schema_accepts)
+
+
+def test_the_root_readme_init_container_asks_for_the_chart_resources(chart) -> None:
+    readme = (CHART_DIR.parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    (deployment,) = [yaml.safe_load(b) for b in blocks if "initContainers:" in b]
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    chart_resources = chart.values["resources"]
+    assert init["resources"]["requests"] == chart_resources["requests"]
+    assert init["resources"]["limits"]["memory"] == chart_resources["limits"]["memory"]

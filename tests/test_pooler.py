@@ -19,9 +19,16 @@ import psycopg2
 import pytest
 
 from tests.conftest import HEAD, Database, job_env, run_job
-from tests.pgcluster import ADMIN, free_port
+from tests.pgcluster import ADMIN, TOOLS, free_port
 
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+PGBOUNCER = (
+    os.environ.get("PGBOUNCER")
+    or shutil.which("pgbouncer")
+    or next(
+        (str(p) for p in (Path("/usr/sbin/pgbouncer"), TOOLS / "usr/sbin/pgbouncer") if p.exists()),
+        "/usr/sbin/pgbouncer",
+    )
+)
 
 
 def _bouncer(db: Database, pool_mode: str) -> Iterator[str]:

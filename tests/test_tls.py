@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEAD, job_env, run_job
+from tests.conftest import HEAD, Result, job_env, run_job
 from tests.pgcluster import Cluster
 
 
@@ -86,11 +86,75 @@ def test_the_server_refuses_plain_connections(tls_cluster) -> None:
     assert "no encryption" in result.final["message"]
 
 
+def assert_fails_at_once(result: Result, fragment: str) -> None:
+    """Exit 2 on the first attempt: nothing a wait could change (MIGRATE_WAIT_TIMEOUT is 30)."""
+    assert result.code == 2, result.stdout
+    assert result.final["error"] == "DatabaseRejected"
+    assert fragment in result.final["message"]
+    assert result.named("database_unavailable") == []
+    assert result.final["duration_s"] < 5
+
+
 def test_a_certificate_from_another_authority_is_rejected(tls_cluster, tmp_path: Path) -> None:
     server, _ = tls_cluster
     stranger = _authority(tmp_path, "stranger")
     url = f"{server.url(server.create_database())}?sslmode=verify-full&sslrootcert={stranger}"
-    result = run_job("upgrade", "head", env=job_env(url, MIGRATE_WAIT_TIMEOUT="1"))
-    assert result.code == 3
-    assert "certificate verify failed" in result.final["message"]
+    result = run_job("upgrade", "head", env=job_env(url, MIGRATE_WAIT_TIMEOUT="30"))
+    assert_fails_at_once(result, "certificate verify failed")
     assert server.password not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("host", "query", "fragment"),
+    [
+        # the certificate names 127.0.0.1 only
+        (
+            "localhost",
+            "sslmode=verify-full&sslrootcert={ca}",
+            'does not match host name "localhost"',
+        ),
+        ("127.0.0.1", "sslmode=verify-ca&sslrootcert=/nonexistent/ca.crt", "does not exist"),
+        ("127.0.0.1", "sslmode=verify-ca&sslrootcert={certs}/san.ext", "root certificate file"),
+        ("127.0.0.1", "sslmode=require&ssl_max_protocol_version=TLSv1", "protocol version"),
+    ],
+    ids=["host-name-mismatch", "missing-root-certificate", "garbage-root-certificate", "tls-1.0"],
+)
+def test_a_tls_setup_that_cannot_work_fails_at_once(tls_cluster, host, query, fragment) -> None:
+    server, certs = tls_cluster
+    url = server.url(server.create_database()).replace("@127.0.0.1:", f"@{host}:")
+    url += "?" + query.format(ca=certs / "ca.crt", certs=certs)
+    result = run_job("upgrade", "head", env=job_env(url, MIGRATE_WAIT_TIMEOUT="30"))
+    assert_fails_at_once(result, fragment)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("sslmode=require", "server does not support SSL, but SSL was required"),
+        ("sslmode=verify-full", "server does not support SSL, but SSL was required"),
+        ("channel_binding=require", "channel binding required, but SSL not in use"),
+        ("sslmode=requier", 'invalid sslmode value: "requier"'),
+        ("channel_binding=bogus", 'invalid channel_binding value: "bogus"'),
+        ("target_session_attrs=bogus", 'invalid target_session_attrs value: "bogus"'),
+        ("ssl_min_protocol_version=TLSv9", '"ssl_min_protocol_version" value: "TLSv9"'),
+        ("require_auth=md5", 'authentication method requirement "md5" failed'),
+        ("options=-c%20no_such_setting%3D1", 'unrecognized configuration parameter "no_such'),
+    ],
+)
+def test_asking_a_plain_server_for_what_it_cannot_do_fails_at_once(
+    cluster: Cluster, query: str, fragment: str
+) -> None:
+    url = f"{cluster.url(cluster.create_database())}?{query}"
+    result = run_job("upgrade", "head", env=job_env(url, MIGRATE_WAIT_TIMEOUT="30"))
+    assert_fails_at_once(result, fragment)
+    assert cluster.password not in result.stdout
+
+
+def test_an_unknown_host_name_is_retried_until_the_wait_timeout() -> None:
+    """In Kubernetes a Service's name resolves only once it exists: DNS converges."""
+    url = "postgresql://app:pw@no-such-host.invalid:5432/app?sslmode=require"
+    result = run_job("upgrade", "head", env=job_env(url, MIGRATE_WAIT_TIMEOUT="2"))
+    assert result.code == 3, result.stdout
+    assert result.final["error"] == "DatabaseUnavailable"
+    assert len(result.named("database_unavailable")) >= 2
+    assert "could not translate host name" in result.final["message"]

@@ -2,9 +2,15 @@
 Named templates of the migrate-job chart. One Job template serves both modes; the container
 parts are shared with the await-head init container that other charts include.
 
-Values arrive as JSON numbers (float64), so every number is passed through `int` before it is
-printed: `quote` of float64 1000000 would print "1e+06".
+Values arrive as JSON numbers (float64), so every count is passed through `int` before it is
+printed (`quote` of float64 1000000 would print "1e+06"), and every duration through
+"migrate-job.seconds", which keeps a fraction the runner accepts (2.5 stays 2.5).
 */}}
+
+{{/* A number of seconds as the runner reads it: whole numbers without an exponent, others as is. */}}
+{{- define "migrate-job.seconds" -}}
+{{- if eq (float64 .) (float64 (int .)) }}{{ int . }}{{ else }}{{ toString (float64 .) }}{{ end }}
+{{- end }}
 
 {{/* ---------------------------------------------------------------- names and labels */}}
 
@@ -140,7 +146,7 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- if not (or $db.existingSecret $db.url) }}
 {{- fail "migrate-job: no database credentials: set database.existingSecret (recommended) or database.url" }}
 {{- end }}
-{{- $minimum := add (int .Values.runner.waitTimeout) (int .Values.runner.lockTimeout) }}
+{{- $minimum := add (ceil .Values.runner.waitTimeout | int) (ceil .Values.runner.lockTimeout | int) }}
 {{- if not (kindIs "invalid" .Values.activeDeadlineSeconds) }}
 {{- if le (int .Values.activeDeadlineSeconds) $minimum }}
 {{- fail (printf "migrate-job: activeDeadlineSeconds (%d) must be larger than runner.waitTimeout + runner.lockTimeout (%d), or the Job is killed while the runner still waits" (int .Values.activeDeadlineSeconds) $minimum) }}
@@ -158,7 +164,7 @@ it (helm --skip-schema-validation). Each message says what to change.
 
 {{- define "migrate-job.activeDeadlineSeconds" -}}
 {{- if kindIs "invalid" .Values.activeDeadlineSeconds }}
-{{- add (int .Values.runner.waitTimeout) (int .Values.runner.lockTimeout) 600 }}
+{{- add (ceil .Values.runner.waitTimeout | int) (ceil .Values.runner.lockTimeout | int) 600 }}
 {{- else }}
 {{- int .Values.activeDeadlineSeconds }}
 {{- end }}
@@ -305,7 +311,7 @@ template:
 {{- $value := index . 1 }}
 {{- if not (or (kindIs "invalid" $value) (eq (toString $value) "")) }}
 - name: {{ index . 0 }}
-  value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ int $value | quote }}{{ end }}
+  value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ include "migrate-job.seconds" $value | quote }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -333,11 +339,11 @@ Argument: dict "scope" "initContainer".
 {{- end }}
 {{- include "migrate-job.optionalEnv" (list "ALEMBIC_CONFIG" $v.runner.alembicConfig) }}
 - name: MIGRATE_WAIT_TIMEOUT
-  value: {{ int $v.runner.waitTimeout | quote }}
+  value: {{ include "migrate-job.seconds" $v.runner.waitTimeout | quote }}
 - name: MIGRATE_CONNECT_TIMEOUT
-  value: {{ int $v.runner.connectTimeout | quote }}
+  value: {{ include "migrate-job.seconds" $v.runner.connectTimeout | quote }}
 - name: MIGRATE_LOCK_TIMEOUT
-  value: {{ int $v.runner.lockTimeout | quote }}
+  value: {{ include "migrate-job.seconds" $v.runner.lockTimeout | quote }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_LOCK_NAME" $v.runner.lockName) }}
 - name: MIGRATE_LOG_FORMAT
   value: {{ $v.runner.logFormat | quote }}
@@ -378,8 +384,8 @@ resources:
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $v.runner.terminationLog }}
-terminationMessagePath: {{ . }}
+{{- if hasPrefix "/" $v.runner.terminationLog }}
+terminationMessagePath: {{ $v.runner.terminationLog }}
 {{- end }}
 terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
@@ -461,5 +467,5 @@ scope: include "migrate-job.awaitHeadInitContainer" (index .Subcharts "ALIAS").
   args:
     - await-head
     - --timeout
-    - {{ int $v.awaitHead.timeout | quote }}
+    - {{ include "migrate-job.seconds" $v.awaitHead.timeout | quote }}
 {{- end }}
