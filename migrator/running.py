@@ -67,11 +67,11 @@ def load_project(config_path: str, log: Log, database_url: str | None = None) ->
     ini, toml = config_files(config_path)
     config = Config(ini, toml_file=toml, stdout=cast(TextIO, LogWriter(log)))
     config.attributes["database_url"] = database_url
-    if database_url:
-        hand_over(config, database_url)
     try:
         with loading_errors(config_path):
             AlembicIni.read(config_path)  # Alembic's reader skips an unreadable file silently
+            if database_url:
+                hand_over(config, database_url)
             _require_scripts(config, config_path)
             script = ScriptDirectory.from_config(config)
             script.revision_map.heads  # noqa: B018 - builds the map now: a broken chain fails here
