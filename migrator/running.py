@@ -222,6 +222,10 @@ def _run_env(project: Project, environment: JobEnvironment) -> None:
                 "do_run_migrations(config.attributes['connection']) when the job hands one over"
             ) from None
         hand_over(project.config, url)
+        environment.adapted.append(
+            "env.py builds an asyncio engine: it was given the job's URL for asyncpg "
+            "(postgresql+asyncpg://), and ran a second time"
+        )
         project.script.run_env()
 
 

@@ -226,6 +226,8 @@ def test_upgrade_and_downgrade_run_on_the_locked_connection(
         assert adapted == []
     else:
         assert any(STYLES[style] in change for change in adapted[0]["changes"]), adapted
+    if style == "async":
+        assert any("asyncio engine" in c for c in adapted[0]["changes"])
     if style == "single_transaction":
         assert any("one transaction" in c for c in adapted[0]["changes"])
     runs = ddl_runs(db)
