@@ -195,12 +195,14 @@ class FileLock:
         return True
 
 
-def make_lock(raw: Raw, database: DatabaseURL, name: str) -> Lock | None:
-    """The lock for this database; None where no other process can see the database."""
+def make_lock(raw: Raw, database: DatabaseURL, name: str) -> Lock:
+    """The lock for this database (an in-memory SQLite database is refused before any lock)."""
     if database.dialect == "postgresql":
         return AdvisoryLock(raw, name)
     path = sqlite_path(database)
-    return FileLock(f"{path}.lock") if path else None
+    if path is None:
+        raise AssertionError("in-memory SQLite reached the lock: settings should refuse it")
+    return FileLock(f"{path}.lock")
 
 
 @contextmanager
@@ -221,11 +223,6 @@ def migration_lock(
     wait ends (the lock, the work done, a timeout, a signal), `waited` gets its seconds.
     """
     lock = make_lock(raw, database, name)
-    if lock is None:
-        log.info("lock_skipped", reason="private in-memory database")
-        waited(0.0)
-        yield 0.0
-        return
     started = time.monotonic()
     try:
         acquired = lock.try_acquire() or _Waiting(
