@@ -470,6 +470,8 @@ def _unsplit(parts: SplitResult) -> str:
 
 _SECRET_KEYS = "|".join(sorted(SECRET_PARAMETERS, key=len, reverse=True))
 # A secret parameter in a URL's query: libpq takes `?password=` as it takes `user:password@`.
+_QUERY_PARAMETER = re.compile(r"[?&](?P<key>[^=&#\s]*)=?(?P<value>[^&#\s]*)")
+_SECRET_KEY = re.compile(_SECRET_KEYS, re.IGNORECASE)
 _QUERY_SECRET = re.compile(rf"[?&](?:{_SECRET_KEYS})=(?P<value>[^&#\s]*)", re.IGNORECASE)
 # The same in libpq's key/value form (`host=db password='x y'`), and PGPASSWORD=.
 _KEYWORD_SECRET = re.compile(
@@ -540,10 +542,15 @@ def _mask_url(
             kept.append((offset + parts.start(name), offset + parts.end(name)))
     if parts["password"]:
         masks.append((offset + parts.start("password"), offset + parts.end("password")))
-    rest = parts.start("rest")
-    for match in _QUERY_SECRET.finditer(url, rest):
-        if match["value"]:
-            masks.append((offset + match.start("value"), offset + match.end("value")))
+    for match in _QUERY_PARAMETER.finditer(url, parts.start("rest")):
+        value = (offset + match.start("value"), offset + match.end("value"))
+        # The query is structure too: its keys, and the values that are not secrets, are names.
+        kept.append((offset + match.start("key"), offset + match.end("key")))
+        if _SECRET_KEY.fullmatch(match["key"]):
+            if match["value"]:
+                masks.append(value)
+        else:
+            kept.append(value)
 
 
 @functools.lru_cache(maxsize=16)

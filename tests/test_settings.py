@@ -169,3 +169,14 @@ def test_a_malformed_url_error_never_quotes_the_password(password: str) -> None:
 )
 def test_redaction_leaves_what_is_not_a_secret(url: str, text: str, expected: str | None) -> None:
     assert redact(text, parse_database_url(url).secrets) == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize("password", ["application_name", "web", "sslmode"])
+def test_a_password_equal_to_a_query_key_or_value_masks_only_itself(password: str) -> None:
+    """Found by hypothesis in CI: the query's keys and plain values are structure, not secrets."""
+    url = f"postgresql://u@db:5432/app?application_name=web&sslmode=disable&password={password}"
+    database = parse_database_url(url)
+    expected = (
+        "postgresql+psycopg2://u@db:5432/app?application_name=web&sslmode=disable&password=***"
+    )
+    assert redact(database.redacted, database.secrets) == expected
