@@ -661,7 +661,7 @@ def floor_scenario(count: int, size: int) -> str:
 
 def _runner_lock() -> tuple[int, str]:
     """The key and the NOTIFY channel of the runners' lock (default name)."""
-    from migrator.locking import lock_channel, lock_key  # noqa: PLC0415 - REPO on sys.path first
+    from migrator.backends.postgresql import lock_channel, lock_key  # noqa: PLC0415 - REPO on sys.path first
 
     key = lock_key("alembic:alembic_version")
     return key, lock_channel(key)

@@ -1,4 +1,4 @@
-"""Command line -> a command function -> the final report; every failure ends up there."""
+"""The command line: parse -> run -> report. Every failure ends in the one final event."""
 
 from __future__ import annotations
 
@@ -7,49 +7,19 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TextIO
 
 from migrator import __version__, interrupts
 from migrator.errors import Interrupted, UsageError
+from migrator.job import COMMANDS, Outcome, Request
 from migrator.logs import Log
-from migrator.outcome import Outcome
-from migrator.records import Record
 from migrator.report import report
-from migrator.settings import (
-    OPTIONS,
-    Settings,
-    load_settings,
-    password_candidates,
-    termination_log,
-)
+from migrator.settings import OPTIONS, Settings, load_settings, termination_log
+from migrator.urls import password_candidates
 
-TYPE_CHECKING = False  # `typing` stays unimported on a run with nothing to do (records.py)
-if TYPE_CHECKING:
-    from typing import Any, NoReturn
-
-
-class Request(Record):
-    """What the command line asked for."""
-
-    command: str
-    revision: str | None = None
-    sql: bool = False
-    purge: bool = False  # stamp: empty the version table first (Alembic's --purge)
-
-
-# command: (what it does, how it takes a REVISION: None, "optional" or "required")
-_COMMANDS = {
-    "upgrade": ("upgrade the database (REVISION default: head)", "optional"),
-    "downgrade": ("downgrade the database to REVISION: -1, a revision id, or base", "required"),
-    "stamp": ("record REVISION as current without running migrations", "required"),
-    "current": ("report the database's revision", None),
-    "heads": ("report the scripts' head revisions", None),
-    "history": ("report every revision, oldest first", None),
-    "check": ("compare the models with the database (exit 7 on any difference)", None),
-    "wait": ("only wait until the database accepts connections", None),
-    "await-head": ("poll until the database is at head (exit 7 at --timeout)", None),
-}
-_SQL_COMMANDS = ("upgrade", "downgrade", "stamp")
-_COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": ("--timeout", "await-head")}
+# Variables whose flag only some commands accept: {variable: the command that takes it}.
+_COMMAND_ONLY = {env: command.name for command in COMMANDS.values() for env in command.options}
+_SWITCHES = {switch.name: switch for command in COMMANDS.values() for switch in command.switches}
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -68,30 +38,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One parser, options before or after the command.
+    """One parser, options before or after the command, built from the command registry.
 
     Not one subparser per command: each costs about a millisecond to build, on every run.
     """
-    commands = "\n".join(f"  {name:<12} {text}" for name, (text, _) in _COMMANDS.items())
+    listing = "\n".join(f"  {name:<12} {command.summary}" for name, command in COMMANDS.items())
     parser = _Parser(
         prog="entrypoint.py",
         usage="%(prog)s [options] COMMAND [REVISION] [options]",
         description="Wait for the database, take the migration lock, run Alembic, log JSON.",
-        epilog=f"commands:\n{commands}",
+        epilog=f"commands:\n{listing}",
         formatter_class=_Formatter,
     )
-    parser.add_argument("command", choices=_COMMANDS, metavar="COMMAND", help="see below")
+    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="see below")
+    takes = [name for name, command in COMMANDS.items() if command.revision]
     parser.add_argument(
-        "revision", nargs="?", metavar="REVISION", help="the target of upgrade, downgrade, stamp"
+        "revision", nargs="?", metavar="REVISION", help=f"the target of {', '.join(takes)}"
     )
+    sql = [name for name, command in COMMANDS.items() if command.sql]
     parser.add_argument(
-        "--sql", action="store_true", help="upgrade, downgrade, stamp: print the SQL; no database"
+        "--sql", action="store_true", help=f"{', '.join(sql)}: print the SQL; no database"
     )
-    parser.add_argument(
-        "--purge",
-        action="store_true",
-        help="stamp: empty the version table first, even of revisions the scripts do not know",
-    )
+    for switch in _SWITCHES.values():
+        parser.add_argument(switch.flag, action="store_true", help=switch.help)
     parser.add_argument("--version", action="version", version=__version__)
     for option in OPTIONS:
         default = f" (default {option.default})" if option.default else ""
@@ -106,28 +75,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Request:
-    """What the command line asks for, checked against what each command accepts."""
-    command, revision = arguments.pop("command"), arguments.pop("revision")
-    sql, purge = arguments.pop("sql"), arguments.pop("purge")
-    takes = _COMMANDS[command][1]
+    """What the command line asks for, checked against what the command accepts."""
+    command = COMMANDS[arguments.pop("command")]
+    name, revision, sql = command.name, arguments.pop("revision"), arguments.pop("sql")
+    switches = {switch: arguments.pop(switch) for switch in _SWITCHES}
     if revision is not None and not revision.strip():
         # `stamp "$REV"` with REV unset must not quietly mean `stamp head`.
-        parser.error(f"{command}: REVISION is empty")
-    if takes == "required" and revision is None:
-        parser.error(f"{command}: the following arguments are required: REVISION")
-    if takes is None and revision is not None:
-        parser.error(f"{command}: unrecognized arguments: {revision}")
-    if sql and command not in _SQL_COMMANDS:
-        parser.error(f"{command}: --sql applies to {', '.join(_SQL_COMMANDS)} only")
-    if purge and command != "stamp":
-        parser.error(f"{command}: --purge applies to stamp only")
-    if purge and sql:
+        parser.error(f"{name}: REVISION is empty")
+    if command.revision == "required" and revision is None:
+        parser.error(f"{name}: the following arguments are required: REVISION")
+    if command.revision is None and revision is not None:
+        parser.error(f"{name}: unrecognized arguments: {revision}")
+    if sql and not command.sql:
+        takes = [other.name for other in COMMANDS.values() if other.sql]
+        parser.error(f"{name}: --sql applies to {', '.join(takes)} only")
+    for switch, given in switches.items():
+        if given and _SWITCHES[switch] not in command.switches:
+            owners = [
+                other.name for other in COMMANDS.values() if _SWITCHES[switch] in other.switches
+            ]
+            parser.error(f"{name}: {_SWITCHES[switch].flag} applies to {', '.join(owners)} only")
+    if switches.get("purge") and sql:
         parser.error("stamp: --purge needs the database, it cannot be combined with --sql")
-    for env, (flag, only) in _COMMAND_ONLY.items():
-        if env in arguments and command != only:
-            parser.error(f"{command}: {flag} applies to {only} only")
+    flags = {option.env: option.flag for option in OPTIONS}
+    for env, owner in _COMMAND_ONLY.items():
+        if env in arguments and name != owner:
+            parser.error(f"{name}: {flags[env]} applies to {owner} only")
     return Request(
-        command=command, revision=revision or ("head" if takes else None), sql=sql, purge=purge
+        command=name,
+        revision=revision or ("head" if command.revision else None),
+        sql=sql,
+        purge=switches.get("purge", False),
     )
 
 
@@ -145,70 +123,52 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Set
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     started = time.monotonic()
     environ = os.environ if environ is None else environ
-    words = sys.argv[1:] if argv is None else argv
+    words = list(sys.argv[1:] if argv is None else argv)
+    # --sql writes the SQL script to stdout, so every line of the log goes to stderr there,
+    # whatever happens (even a mistake on the command line).
+    stream: TextIO = sys.stderr if "--sql" in words else sys.stdout
+    # Until the settings exist: JSON, and whatever stands where a password would.
+    secrets = password_candidates(environ.get("DATABASE_URL", ""))
+    log = Log(secrets=secrets, stream=stream)
+    outcome = Outcome(command=next((word for word in words if word in COMMANDS), None))
+    path = termination_log(environ)
+    failure: BaseException | None = None
     interrupts.install()
     try:
         request, settings = parse(words, environ)
-    except (Exception, Interrupted) as error:
-        secrets = _secrets_in(environ)
-        outcome = Outcome(command=next((word for word in words if word in _COMMANDS), None))
-        interrupts.shield()
-        path = termination_log(environ)
-        return report(
-            Log(secrets=secrets), outcome, started, error, termination_log=path, secrets=secrets
-        )
-
-    # --sql writes the SQL script to stdout, so the log moves to stderr there.
-    log = Log(
-        fmt=settings.log_format,
-        level=settings.log_level,
-        secrets=settings.secrets,
-        stream=sys.stderr if request.sql else sys.stdout,
-    )
-    outcome = Outcome(command=request.command)
-    failure: BaseException | None = None
-    try:
-        log.info(
-            "starting",
-            command=request.command,
-            revision=request.revision,
-            sql=request.sql,
-            version=__version__,
-            database=settings.database.redacted if settings.database else None,
-            alembic_config=settings.alembic_config,
-            wait_timeout_s=settings.wait_timeout,
-            lock_timeout_s=settings.lock_timeout,
-            pid=os.getpid(),
-            host=os.uname().nodename,
-        )
-        # Only now: the first line is out before the driver (psycopg2, a third of a run with
-        # nothing to do) is even loaded.
-        from migrator.commands import COMMANDS, Job
-
-        COMMANDS[request.command](Job(request=request, settings=settings, log=log, outcome=outcome))
+        secrets, path = settings.secrets, settings.termination_log
+        log = Log(fmt=settings.log_format, level=settings.log_level, secrets=secrets, stream=stream)
+        outcome = Outcome(command=request.command)
+        _run(request, settings, log, outcome)
     except (Exception, Interrupted) as error:
         failure = error
-    interrupts.shield()  # a late signal must not cut the final event short
-    return report(
-        log,
-        outcome,
-        started,
-        failure,
-        termination_log=settings.termination_log,
-        secrets=settings.secrets,
+    finally:
+        interrupts.shield()  # a late signal must not cut the final event short
+    return report(log, outcome, started, failure, termination_log=path, secrets=secrets)
+
+
+def _run(request: Request, settings: Settings, log: Log, outcome: Outcome) -> None:
+    log.info(
+        "starting",
+        command=request.command,
+        revision=request.revision,
+        sql=request.sql,
+        version=__version__,
+        database=settings.database.redacted if settings.database else None,
+        alembic_config=settings.alembic_config,
+        wait_timeout_s=settings.wait_timeout,
+        lock_timeout_s=settings.lock_timeout,
+        pid=os.getpid(),
+        host=os.uname().nodename,
     )
+    # Only now: the first line is out before the driver (psycopg2, a third of a run with
+    # nothing to do) is even loaded.
+    from migrator.commands import Job
 
-
-def _secrets_in(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """Best effort for errors raised before the settings exist."""
-    return password_candidates(environ.get("DATABASE_URL", ""))
+    run = COMMANDS[request.command].function()
+    run(Job(request=request, settings=settings, log=log, outcome=outcome))
 
 
 def run() -> None:
     """The process entry point: run, then exit with the code."""
-    code = main()
-    # Everything is closed and every line written: skip the interpreter's teardown of the module
-    # graph, which once SQLAlchemy and Alembic are loaded costs ~60 ms for nothing.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(main())

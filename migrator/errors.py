@@ -1,19 +1,26 @@
-"""What can go wrong, and the exit code each failure ends with.
+"""What can go wrong, grouped by cause, and the exit code each failure ends with.
 
-    MigrateError                      exit 1 unless a subclass says otherwise
-    ├── UsageError                    2  bad argument, variable or revision; never heals by retrying
+    MigrateError                      exit 1 unless a subclass says otherwise (a bug in the job)
+    ├── Permanent                     2  the request cannot succeed as given; retrying never helps
+    │   ├── UsageError                   a bad argument on the command line
     │   ├── ConfigError                  a variable or flag is missing or malformed
     │   ├── RevisionError                unknown revision, several heads, corrupt version table
     │   ├── ProjectError                 alembic.ini, env.py or a script cannot be read, loaded or
     │   │                                run as the job promises
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
     │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
-    ├── DatabaseUnavailable           3  not reachable before the wait timeout
-    ├── LockTimeout                   4  another runner held the lock past the lock timeout
-    ├── MigrationFailed               5  a revision raised; its transaction was rolled back
-    ├── DDLTimeout                    6  lock_timeout / statement_timeout fired (retries exhausted)
-    └── NotUpToDate                   7  `check` found differences, `await-head` timed out
+    ├── Transient                        something else was in the way; a later run may succeed
+    │   ├── DatabaseUnavailable       3  not reachable before the wait timeout, or lost
+    │   └── LockTimeout               4  another runner held the lock past the lock timeout
+    ├── MigrationError                   a revision did not complete; its transaction rolled back
+    │   ├── MigrationFailed           5  the revision raised
+    │   └── DDLTimeout                6  lock_timeout / statement_timeout fired (retries exhausted)
+    └── NotUpToDate                   7  a verdict: `check` differs, `await-head` timed out
     Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
+
+`RevisionError` keeps its name, though Alembic has one too: the class name is the `error` field
+of the final event, which alerting rules match on. Inside the job Alembic's is only ever
+imported as `AlembicRevisionError` (failures.py).
 
 `Interrupted` derives from BaseException, like KeyboardInterrupt, so that no `except Exception`
 in Alembic, SQLAlchemy or a revision script swallows it.
@@ -23,10 +30,7 @@ from __future__ import annotations
 
 import enum
 import signal
-
-TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 class ExitCode(enum.IntEnum):
@@ -50,45 +54,57 @@ class MigrateError(Exception):
         self.details = details
 
 
-class UsageError(MigrateError):
-    """The request cannot succeed as given."""
+class Permanent(MigrateError):
+    """The request cannot succeed as given: the user's to fix, never a retry."""
 
 
-class ConfigError(UsageError):
+class UsageError(Permanent):
+    """A bad argument on the command line."""
+
+
+class ConfigError(Permanent):
     """A variable or flag is missing or malformed."""
 
 
-class RevisionError(UsageError):
+class RevisionError(Permanent):
     """A revision argument or the version table does not fit the script directory."""
 
 
-class ProjectError(UsageError):
+class ProjectError(Permanent):
     """The project (alembic.ini, env.py, a script) cannot be read or loaded (syntax, import,
     permissions), fails, or does something the job cannot make safe."""
 
 
-class DatabaseRejected(UsageError):
-    """The server answered and refused us for good (credentials, database name)."""
+class DatabaseRejected(Permanent):
+    """The server answered and refused us for good (credentials, database name, privileges)."""
 
 
-class LockNotHeld(UsageError):
+class LockNotHeld(Permanent):
     """The advisory lock is not held by our session: the connection is pooled per transaction."""
 
 
-class DatabaseUnavailable(MigrateError):
-    """The database did not accept a connection before the wait timeout."""
+class Transient(MigrateError):
+    """The database or another runner was in the way; nothing changed."""
 
 
-class LockTimeout(MigrateError):
+class DatabaseUnavailable(Transient):
+    """The database did not accept a connection before the wait timeout, or went away."""
+
+
+class LockTimeout(Transient):
     """The migration lock was not acquired before the lock timeout."""
 
 
-class MigrationFailed(MigrateError):
-    """A revision failed; its transaction was rolled back."""
+class MigrationError(MigrateError):
+    """A revision did not complete; its transaction was rolled back."""
 
 
-class DDLTimeout(MigrateError):
-    """A revision's statement hit lock_timeout or statement_timeout; it was rolled back."""
+class MigrationFailed(MigrationError):
+    """A revision raised."""
+
+
+class DDLTimeout(MigrationError):
+    """A revision's statement hit lock_timeout or statement_timeout."""
 
 
 class NotUpToDate(MigrateError):
@@ -105,7 +121,7 @@ class Interrupted(BaseException):
 
 # The one table from failure to exit code; the most specific class wins.
 EXIT_CODES: dict[type[BaseException], ExitCode] = {
-    UsageError: ExitCode.USAGE,
+    Permanent: ExitCode.USAGE,
     DatabaseUnavailable: ExitCode.UNAVAILABLE,
     LockTimeout: ExitCode.LOCK_TIMEOUT,
     MigrationFailed: ExitCode.MIGRATION_FAILED,

@@ -11,12 +11,12 @@ knows what they say.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 
-from migrator.hashing import sha256
-from migrator.versions import AlembicIni, config_files
+from migrator.ini import AlembicIni, config_files
 
 FILENAME = "heads.json"
 
@@ -56,7 +56,7 @@ def write(ini_path: str) -> dict[str, object]:
     ini = AlembicIni.read(ini_path)
     files = _revision_files(ini)
     if files is None or ini.script_location is None:
-        reason = "a layout only Alembic reads (see versions.py), or bytecode-only revisions"
+        reason = "a layout only Alembic reads (see ini.py), or bytecode-only revisions"
         return {"written": False, "reason": reason}
     ini_file, toml_file = config_files(ini_path)
     config = Config(ini_file, toml_file=toml_file)
@@ -87,7 +87,7 @@ def _revision_files(ini: AlembicIni) -> list[str] | None:
 
 def _digest(files: list[str]) -> str:
     """SHA-256 over the files' names and bytes: any added, removed or edited file changes it."""
-    digest = sha256()
+    digest = hashlib.sha256()
     for path in files:
         with open(path, "rb") as file:
             content = file.read()

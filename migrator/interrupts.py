@@ -10,10 +10,10 @@ released, the final event is written.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -37,9 +37,8 @@ def install() -> None:
     reader, writer = os.pipe()
     os.set_blocking(writer, False)
     signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
-    # The low-level API: `threading` costs ~1 ms of a run with nothing to do, for one thread that
-    # never needs joining (the process ends with os._exit).
-    _thread.start_new_thread(_watch, (reader,))
+    # A daemon: it blocks in read() for the whole run and must not hold the exit up.
+    threading.Thread(target=_watch, args=(reader,), name="signals", daemon=True).start()
 
 
 def shield() -> None:

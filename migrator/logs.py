@@ -19,15 +19,12 @@ import datetime
 import json
 import sys
 from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
-from migrator.settings import redact
+from migrator.redaction import redact
 
-TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
-if TYPE_CHECKING:
-    from typing import Any, TextIO
-
-    EventDict = dict[str, Any]
-    Processor = Callable[[Any, str, Any], Any]  # structlog's processor signature
+EventDict = dict[str, Any]
+Processor = Callable[[Any, str, Any], Any]  # structlog's processor signature
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 CONTRACT_KEYS = ("timestamp", "level", "logger", "event")

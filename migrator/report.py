@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
+import traceback
+from typing import Any
 
 from migrator.errors import ExitCode, Interrupted, MigrateError, exit_code_for
+from migrator.job import Outcome
 from migrator.logs import Log
-from migrator.outcome import Outcome
-from migrator.settings import redact
-
-TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
-if TYPE_CHECKING:
-    from typing import Any
+from migrator.redaction import redact
 
 
 def report(
@@ -46,8 +44,6 @@ def report(
     elif isinstance(error, Interrupted):
         log.warning("interrupted", signal=str(error), running=outcome.running)
     else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
-        import traceback
-
         fields.update(traceback=traceback.format_exception(error))
     _write_termination_message(log, termination_log, secrets, "failed", fields)
     log.error("failed", **fields)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from migrator.locking import lock_key
+from migrator.backends.postgresql import lock_key
 from tests.conftest import HEAD, Database, Running, finish, job_env, run_job, start_job
 from tests.pgcluster import free_port
 

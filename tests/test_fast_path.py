@@ -4,7 +4,7 @@ is missing or no longer matches the revision files, the run takes Alembic's full
 correct).
 
 Imports are observed from outside with `python -v`, which lists every module a real process
-loaded (and not an import made to fail on purpose: see migrator/database.py).
+loaded (and not an import made to fail on purpose: see migrator/backends/postgresql.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 
 from migrator.heads import FILENAME, recorded_heads
 from migrator.heads import write as write_heads
-from migrator.versions import AlembicIni
+from migrator.ini import AlembicIni
 from tests.conftest import ENTRYPOINT, HEAD, Database, add_revision, job_env, parse_events
 
 
@@ -72,12 +72,7 @@ def run_traced(*args: str, env: dict[str, str]) -> tuple[int, list[dict], set[st
 HEAVY = {"sqlalchemy", "alembic"}
 # Cheaper, but each still a few milliseconds of a run that costs ~0.1 s (see bench/RESULTS.md):
 # `_ssl` is Python's TLS (libpq has its own), the others are avoided on purpose in migrator/.
-AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity"} | {
-    "typing",  # migrator/records.py
-    "_hashlib",  # migrator/hashing.py
-    "pathlib",
-    "threading",
-}
+AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity", "pathlib"}
 
 
 def test_nothing_to_do_imports_neither_sqlalchemy_nor_alembic(db: Database) -> None:

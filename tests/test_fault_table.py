@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-from migrator.locking import lock_key
+from migrator.backends.postgresql import lock_key
 from tests.conftest import (
     HEAD,
     REVISIONS,

@@ -10,7 +10,8 @@ import time
 import psycopg2
 import pytest
 
-from migrator.locking import AdvisoryLock, _Waiting, lock_key
+from migrator.backends.postgresql import AdvisoryLock, lock_key
+from migrator.locking import _Waiting
 from migrator.logs import Log
 from tests.conftest import (
     HEAD,

@@ -13,7 +13,8 @@ import pytest
 import structlog
 
 from migrator.logs import Log, Redact
-from migrator.settings import parse_database_url, redact
+from migrator.redaction import redact
+from migrator.urls import parse_database_url
 
 
 @pytest.fixture

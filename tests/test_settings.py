@@ -9,14 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrator.errors import ConfigError
-from migrator.settings import (
-    MIN_SECRET_LENGTH,
-    OPTIONS,
-    URL_HINT,
-    load_settings,
-    parse_database_url,
-    redact,
-)
+from migrator.redaction import redact
+from migrator.settings import OPTIONS, load_settings
+from migrator.urls import MIN_SECRET_LENGTH, URL_HINT, parse_database_url
 
 
 @pytest.mark.parametrize(

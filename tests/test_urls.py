@@ -8,7 +8,7 @@ from urllib.parse import quote
 import psycopg2.extensions
 import pytest
 
-from migrator.settings import LIBPQ_PARAMETERS
+from migrator.urls import LIBPQ_PARAMETERS
 from tests.conftest import HEAD, Database, job_env, run_job, run_raw
 from tests.pgcluster import ADMIN
 

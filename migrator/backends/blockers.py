@@ -1,4 +1,4 @@
-"""Who blocks the migration's DDL: the sessions behind a `lock_timeout`: whom to ask.
+"""Who blocks the migration's DDL on PostgreSQL: the sessions behind a `lock_timeout`.
 
 `pg_blocking_pids()` answers only while our statement is still waiting; once `lock_timeout` fires
 and the revision rolls back, nobody is blocking us any more. So while revisions run, a watcher
@@ -14,13 +14,10 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from migrator.database import connect, psycopg2
-from migrator.settings import DatabaseURL
-
-TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
-if TYPE_CHECKING:
-    from typing import Any
+from migrator.backends import Backend, Raw, Watch
+from migrator.urls import DatabaseURL
 
 QUERY_CHARS = 120  # enough to recognise the statement; the rest is noise in a log line
 
@@ -34,36 +31,14 @@ _BLOCKERS_SQL = (
 )
 
 
-class Watch:
-    """The latest sessions seen blocking our backend, since the last `reset()`."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: list[dict[str, Any]] = []
-
-    def reset(self) -> None:
-        with self._lock:
-            self._seen = []
-
-    def seen(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._seen)
-
-    def _record(self, sessions: list[dict[str, Any]]) -> None:
-        if sessions:  # an empty answer after a timeout must not erase who caused it
-            with self._lock:
-                self._seen = sessions
-
-
 @contextmanager
-def watching(raw: Any, database: DatabaseURL, lock_timeout: float) -> Iterator[Watch]:
-    """While the body runs, note who blocks the backend behind `raw` (PostgreSQL only)."""
+def watching(
+    backend: Backend, raw: Raw, database: DatabaseURL, lock_timeout: float
+) -> Iterator[Watch]:
+    """While the body runs, note who blocks the backend behind `raw`."""
     watch = Watch()
-    if database.dialect != "postgresql":
-        yield watch
-        return
     try:
-        side = connect(database, connect_timeout=2)
+        side = backend.connect(database, timeout=2)
         side.autocommit = True  # no snapshot held open by the watcher
     except Exception:  # diagnostics only: the migration goes on without names
         yield watch
@@ -94,9 +69,9 @@ def _poll(side: Any, pid: int, watch: Watch, stop: threading.Event, interval: fl
                 cursor.execute(_BLOCKERS_SQL, (pid,))
                 names = [column[0] for column in cursor.description]
                 rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        except psycopg2.Error:
+        except Exception:
             return  # the watcher's connection broke: stop watching, quietly
-        watch._record([_session(row) for row in rows])
+        watch.record([_session(row) for row in rows])
 
 
 def _session(row: dict[str, Any]) -> dict[str, Any]:
@@ -109,14 +84,3 @@ def _session(row: dict[str, Any]) -> dict[str, Any]:
         "query_start": started.isoformat() if started else None,
         "query": _LITERAL.sub("'…'", " ".join(query.split())[:QUERY_CHARS]) if query else None,
     }
-
-
-def describe(sessions: list[dict[str, Any]]) -> str:
-    """The blockers for a sentence: `pid 4242 (application_name web, state idle ..., ...)`."""
-    parts = []
-    for session in sessions:
-        rest = ", ".join(
-            f"{key} {value}" for key, value in session.items() if key != "pid" and value
-        )
-        parts.append(f"pid {session['pid']} ({rest})" if rest else f"pid {session['pid']}")
-    return "; ".join(parts)

@@ -1,4 +1,4 @@
-"""Where the database is, and what alembic.ini says, read cheaply: no Alembic, no SQLAlchemy.
+"""What alembic.ini (and pyproject.toml's [tool.alembic]) says, read cheaply: no Alembic.
 
 With migrator/heads.py this is what lets a run with nothing to do stop after one query.
 """
@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import configparser
 import os
-from contextlib import contextmanager
+from typing import NamedTuple
 
-from migrator.database import missing_table
-from migrator.errors import ProjectError
-from migrator.records import Record
-
-TYPE_CHECKING = False  # keeps `typing` unimported (see records.py)
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from migrator.database import Raw
+from migrator.backends import VersionTable
+from migrator.failures import Scene, translated
 
 
 def config_files(path: str) -> tuple[str | None, str | None]:
@@ -51,7 +44,7 @@ def _tool_alembic(path: str | None, here: str) -> dict[str, object]:
     }
 
 
-class AlembicIni(Record):
+class AlembicIni(NamedTuple):
     """The few alembic.ini settings the runner needs before (or instead of) loading Alembic."""
 
     script_location: str | None
@@ -67,7 +60,7 @@ class AlembicIni(Record):
         here = os.path.realpath(os.path.dirname(path))
         ini, toml = config_files(path)
         parser = configparser.ConfigParser(defaults={"here": here})
-        with loading_errors(ini or path):
+        with translated(Scene(reading=ini or path)):
             if ini is not None:
                 # Not parser.read(): it skips a file it cannot open, silently (so does Alembic's).
                 with open(ini, encoding="utf-8") as file:
@@ -96,68 +89,5 @@ class AlembicIni(Record):
         )
 
     @property
-    def lock_name(self) -> str:
-        if self.version_table_schema:
-            return f"alembic:{self.version_table_schema}.{self.version_table}"
-        return f"alembic:{self.version_table}"
-
-
-@contextmanager
-def loading_errors(path: str) -> Iterator[None]:
-    """alembic.ini, or a script it leads to, that cannot be read or loaded: the user's to fix.
-
-    Without this, a typo in a revision file or an unreadable ini ends as exit 1 ("a bug in the
-    job") with a traceback, and the chart retries what can never succeed.
-    """
-    try:
-        yield
-    except configparser.Error as error:
-        # The first line says what is wrong; the rest quotes the file's line.
-        what = str(error).splitlines()[0].rstrip(".")
-        line = getattr(error, "lineno", None)
-        where = f" (line {line})" if line else ""
-        raise ProjectError(f"{path} is not a valid ini file: {what}{where}") from None
-    except UnicodeDecodeError:
-        raise ProjectError(f"{path} is not UTF-8 text") from None
-    except OSError as error:
-        raise ProjectError(f"cannot read {error.filename or path}: {error.strerror}") from None
-    except SyntaxError as error:
-        raise ProjectError(
-            f"cannot load {error.filename}: {error.__class__.__name__} at line {error.lineno}: "
-            f"{error.msg}"
-        ) from None
-    except ImportError as error:
-        raise ProjectError(
-            f"cannot load {_loading_file(error)}: {error.__class__.__name__}: {error}"
-        ) from None
-
-
-def _loading_file(error: BaseException) -> str:
-    """The script whose import raised: the outermost module-level frame of the traceback."""
-    tb = error.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name == "<module>":
-            return f"{code.co_filename}, line {tb.tb_lineno}"
-        tb = tb.tb_next
-    return "a migration script"
-
-
-def current(raw: Raw, ini: AlembicIni) -> list[str]:
-    """The revisions in the version table; [] when there is no table yet."""
-    table = ini.version_table
-    qualified = f"{ini.version_table_schema}.{table}" if ini.version_table_schema else table
-    # The name comes from alembic.ini, not from a user of the job; quote it all the same.
-    quoted = ".".join(f'"{part}"' for part in qualified.split("."))
-    cursor = raw.cursor()
-    try:
-        cursor.execute(f"SELECT version_num FROM {quoted}")  # one query, whatever the case
-        rows = cursor.fetchall()
-    except Exception as error:
-        if not missing_table(error):
-            raise
-        rows = []
-    finally:
-        cursor.close()
-    raw.rollback()  # a poller must not keep a transaction (and its snapshot) open
-    return sorted(row[0] for row in rows)
+    def versions(self) -> VersionTable:
+        return VersionTable(self.version_table, self.version_table_schema)

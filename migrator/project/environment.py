@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 
 from migrator.errors import ProjectError
 from migrator.logs import Log
-from migrator.settings import redact
+from migrator.redaction import redact
 
 MULTIDB = (
     "env.py migrates several databases in one run (Alembic's multidb template): the job locks and "

@@ -1,0 +1,123 @@
+"""The job model: what was asked (`Request`), what happened (`Outcome`), and the commands.
+
+`COMMANDS` is the one registry: the parser, the checks on a request and the dispatch are all
+built from it. A command's code is named, not imported, so that the first log line is out
+before the driver (a third of a run with nothing to do) is even loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+UNKNOWN = "unknown"  # revisions_after when the database could not be read on the way out
+
+
+class Switch(NamedTuple):
+    """A command-only flag without a value, such as stamp's --purge."""
+
+    name: str
+    flag: str
+    help: str
+
+
+class Command(NamedTuple):
+    """One command of the job."""
+
+    name: str
+    summary: str
+    run: str  # "module:function", imported when the command runs
+    revision: str | None = None  # how it takes REVISION: None, "optional" or "required"
+    sql: bool = False  # whether --sql (write the SQL, no database) applies
+    options: tuple[str, ...] = ()  # variables (settings.OPTIONS) whose flag only it accepts
+    switches: tuple[Switch, ...] = ()
+
+    def function(self) -> Callable[[Any], None]:
+        module, _, name = self.run.partition(":")
+        function: Callable[[Any], None] = getattr(importlib.import_module(module), name)
+        return function
+
+
+PURGE = Switch(
+    "purge",
+    "--purge",
+    "stamp: empty the version table first, even of revisions the scripts do not know",
+)
+
+COMMANDS: Mapping[str, Command] = {
+    command.name: command
+    for command in (
+        Command(
+            "upgrade",
+            "upgrade the database (REVISION default: head)",
+            "migrator.commands.migrate:upgrade",
+            revision="optional",
+            sql=True,
+        ),
+        Command(
+            "downgrade",
+            "downgrade the database to REVISION: -1, a revision id, or base",
+            "migrator.commands.migrate:downgrade",
+            revision="required",
+            sql=True,
+        ),
+        Command(
+            "stamp",
+            "record REVISION as current without running migrations",
+            "migrator.commands.migrate:stamp",
+            revision="required",
+            sql=True,
+            switches=(PURGE,),
+        ),
+        Command("current", "report the database's revision", "migrator.commands.inspect:current"),
+        Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),
+        Command(
+            "history", "report every revision, oldest first", "migrator.commands.inspect:history"
+        ),
+        Command(
+            "check",
+            "compare the models with the database (exit 7 on any difference)",
+            "migrator.commands.check:check",
+        ),
+        Command(
+            "wait",
+            "only wait until the database accepts connections",
+            "migrator.commands.waiting:wait",
+        ),
+        Command(
+            "await-head",
+            "poll until the database is at head (exit 7 at --timeout)",
+            "migrator.commands.waiting:await_head",
+            options=("MIGRATE_AWAIT_TIMEOUT",),
+        ),
+    )
+}
+
+
+class Request(NamedTuple):
+    """What the command line asked for."""
+
+    command: str
+    revision: str | None = None
+    sql: bool = False
+    purge: bool = False  # stamp: empty the version table first (Alembic's --purge)
+
+
+class Outcome:
+    """What the job did so far: filled in step by step, reported by the final event either way.
+
+    Mutable by design, unlike the values above: each step adds what it learnt.
+    """
+
+    def __init__(self, command: str | None) -> None:
+        self.command = command
+        self.revisions_before: list[str] | None = None
+        # None: never read (the job did not get that far); UNKNOWN: it could not be read.
+        self.revisions_after: list[str] | str | None = None
+        self.applied = 0
+        self.lock_wait_s: float | None = None  # None: the run never needed the lock
+        self.running: dict[str, Any] | None = None  # the revision in flight
+
+    def waited_for_lock(self, seconds: float) -> None:
+        self.lock_wait_s = seconds
