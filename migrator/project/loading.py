@@ -35,7 +35,8 @@ class Project(NamedTuple):
     def validate(self, target: str, kind: str = "upgrade") -> None:
         from migrator.project.steps import validate_target
 
-        validate_target(self, target, kind)
+        with translated(Scene(scripts=self.script.dir)):
+            validate_target(self, target, kind)
 
     @contextmanager
     def session(self, backend: Backend, raw: Raw, database: DatabaseURL) -> Iterator[Connection]:
