@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from migrator import backoff
+from migrator import backoff, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
 from migrator.errors import ConfigError, DDLTimeout, UsageError
@@ -42,9 +42,9 @@ def stamp(job: Job) -> None:
 def _change(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
     if job.request.sql:
-        job.project.validate(target, kind)
+        project.validate(job.project, target, kind)
         job.settings.require_database()  # the URL names the SQL dialect to write
-        job.project.write_sql(kind, target, sys.stdout)
+        project.write_sql(job.project, kind, target, sys.stdout)
         return
     database = job.settings.require_database()
     if database.in_memory:
@@ -59,7 +59,7 @@ def _change(job: Job, kind: str) -> None:
     single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
     cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
     if not cheap:
-        job.project.validate(target, kind)
+        project.validate(job.project, target, kind)
     with connected(job) as raw:
         if cheap and _done_already(job, raw):
             return
@@ -111,7 +111,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
     """The migrations, on the locked connection; a revision that hit lock_timeout is rolled
     back and retried a few times (backoff.DDL), so that the application transaction holding the
     table can finish instead of queueing our ALTER, and all traffic behind it, in front of it."""
-    project, backend, settings = job.project, job.backend, job.settings
+    backend, settings = job.backend, job.settings
     database = settings.require_database()
     limits = Limits(settings.ddl_lock_timeout, settings.statement_timeout)
     pauses = itertools.islice(backoff.DDL.pauses(), settings.ddl_retries)
@@ -123,6 +123,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
             watch.reset()  # this attempt's blockers only
             try:
                 job.outcome.revisions_after = project.migrate(
+                    job.project,
                     connection,
                     kind,
                     target,

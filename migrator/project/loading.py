@@ -1,25 +1,19 @@
-"""The project, loaded once per run: its configuration, its scripts, and what can be done with
-them (validate a target, migrate on the locked connection, write SQL, compare the models)."""
+"""The project, loaded once per run: its configuration and its scripts, as Alembic reads them."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, NamedTuple, TextIO, cast
+from typing import NamedTuple, TextIO, cast
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import coerce_resource_to_filename
-from sqlalchemy import Connection
 
-from migrator.backends import Backend, Raw
 from migrator.errors import ProjectError
 from migrator.failures import Scene, translated
 from migrator.ini import AlembicIni, config_files
 from migrator.logs import Log, LogWriter
 from migrator.project.environment import hand_over
-from migrator.urls import DatabaseURL
 
 
 class Project(NamedTuple):
@@ -31,33 +25,6 @@ class Project(NamedTuple):
     @property
     def heads(self) -> list[str]:
         return list(self.script.get_heads())
-
-    def validate(self, target: str, kind: str = "upgrade") -> None:
-        from migrator.project.steps import validate_target
-
-        with translated(Scene(scripts=self.script.dir)):
-            validate_target(self, target, kind)
-
-    @contextmanager
-    def session(self, backend: Backend, raw: Raw, database: DatabaseURL) -> Iterator[Connection]:
-        """SQLAlchemy on the connection the job already holds (and locks on)."""
-        with backend.sqlalchemy(raw, database).connect() as connection:
-            yield connection
-
-    def migrate(self, connection: Connection, kind: str, target: str, **kw: Any) -> list[str]:
-        from migrator.project.migrating import migrate
-
-        return migrate(self, connection, kind, target, **kw)
-
-    def write_sql(self, kind: str, target: str, output: TextIO) -> None:
-        from migrator.project.offline import write_sql
-
-        write_sql(self, kind, target, output)
-
-    def compare_models(self, connection: Connection, current: list[str]) -> None:
-        from migrator.project.checking import compare_models
-
-        compare_models(self, connection, current)
 
 
 def load_project(config_path: str, log: Log, database_url: str | None = None) -> Project:

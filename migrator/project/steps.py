@@ -13,6 +13,7 @@ from alembic.script.revision import RevisionError as AlembicRevisionError
 from alembic.util import CommandError
 
 from migrator.errors import RevisionError
+from migrator.failures import Scene, translated
 from migrator.project.loading import Project
 
 
@@ -51,6 +52,11 @@ _OPPOSITE = {"upgrade": "downgrade", "downgrade": "upgrade"}
 def validate_target(project: Project, target: str, kind: str = "upgrade") -> None:
     """Refuse an unknown revision, an ambiguous `head`, or a step the wrong way (`upgrade -1`)
     before waiting for anything."""
+    with translated(Scene(scripts=project.script.dir)):
+        _validate(project, target, kind)
+
+
+def _validate(project: Project, target: str, kind: str) -> None:
     if kind in _BACKWARDS and re.fullmatch(rf"\{_BACKWARDS[kind]}\d+", target.strip()):
         # Alembic would only say so once the lock is held ("didn't produce 1 migrations").
         steps, end = ("+N", "head") if kind == "upgrade" else ("-N", "base")
