@@ -12,7 +12,8 @@
     ├── LockTimeout                   4  another runner held the lock past the lock timeout
     ├── MigrationFailed               5  a revision raised; its transaction was rolled back
     ├── DDLTimeout                    6  lock_timeout / statement_timeout fired (retries exhausted)
-    └── NotUpToDate                   7  `check` found differences, `await-head` timed out
+    ├── NotUpToDate                   7  `check` found differences, `await-head` timed out
+    └── LintFindings                  8  `lint` found problems in the revisions
     Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
 
 `Interrupted` derives from BaseException, like KeyboardInterrupt, so that no `except Exception`
@@ -38,6 +39,7 @@ class ExitCode(enum.IntEnum):
     MIGRATION_FAILED = 5
     DDL_TIMEOUT = 6
     NOT_UP_TO_DATE = 7
+    LINT_FINDINGS = 8
     SIGINT = 128 + signal.SIGINT
     SIGTERM = 128 + signal.SIGTERM
 
@@ -95,6 +97,10 @@ class NotUpToDate(MigrateError):
     """The database is not at the state the models or scripts describe."""
 
 
+class LintFindings(MigrateError):
+    """`lint` found revisions that would lock tables or break running pods."""
+
+
 class Interrupted(BaseException):
     """A termination signal arrived; unwinding rolls back and releases the lock."""
 
@@ -111,6 +117,7 @@ EXIT_CODES: dict[type[BaseException], ExitCode] = {
     MigrationFailed: ExitCode.MIGRATION_FAILED,
     DDLTimeout: ExitCode.DDL_TIMEOUT,
     NotUpToDate: ExitCode.NOT_UP_TO_DATE,
+    LintFindings: ExitCode.LINT_FINDINGS,
 }
 
 

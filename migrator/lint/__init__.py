@@ -1,0 +1,113 @@
+"""`lint`: find the revisions that would lock production tables or break running pods.
+
+Offline: each revision is rendered to SQL on its own (rendering.py), checked by squawk
+(squawk.py) and by the Alembic-aware rules (rules.py), filtered by the revision files' reasoned
+ignores (ignores.py), and reported (output.py). PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+from typing import Any, TextIO
+
+from migrator.errors import ConfigError, LintFindings, ProjectError
+from migrator.lint import ignores, output, rendering, rules, squawk
+from migrator.lint.catalog import Finding
+from migrator.logs import Log
+
+DEFAULT_PG_VERSION = "14"  # the oldest PostgreSQL release still supported upstream
+_PG_VERSION = re.compile(r"(?P<major>\d{1,2})(?:\.\d{1,2})?")
+
+
+def lint(
+    alembic_config: str,
+    *,
+    revisions: str | None = None,
+    since: str | None = None,
+    fmt: str = "json",
+    output_path: str | None = None,
+    pg_version: str | None = None,
+    log: Log,
+    stdout: TextIO | None = None,
+) -> dict[str, Any]:
+    """Lint the revisions (all, a range `A:B`, or those after `since`); the summary when no
+    finding is an error, else LintFindings. `fmt` github/sarif writes its report to
+    `output_path`, or to `stdout` without one."""
+    started = time.monotonic()
+    version = pg_version or DEFAULT_PG_VERSION
+    parsed = _PG_VERSION.fullmatch(version.strip())
+    if parsed is None:
+        raise ConfigError(f"--pg-version {version!r}: expected a PostgreSQL version such as 15")
+    if fmt not in output.FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(output.FORMATS)}")
+    if revisions is not None and since is not None:
+        raise ConfigError("lint takes a RANGE or --since REV, not both")
+
+    log.route_stdlib()  # Alembic's own records show at debug only, as JSON
+    from migrator.running import load_project
+
+    project = load_project(alembic_config, log, database_url=rendering.OFFLINE_URL)
+    selected = rendering.select(project.script, revisions, since)
+    rendered = [rendering.render(project, revision) for revision in selected]
+
+    findings: list[Finding] = []
+    found_ignores: list[ignores.Ignore] = []
+    for revision in rendered:
+        source = _source(revision.path)
+        findings.extend(rules.check(revision, source, int(parsed["major"])))
+        found_ignores.extend(ignores.read(revision.revision, revision.path, source))
+    findings.extend(squawk.check(rendered, version.strip()))
+    findings, ignored = ignores.apply(findings, found_ignores)
+    order = {revision.revision: number for number, revision in enumerate(rendered)}
+    findings.sort(key=lambda f: (order.get(f.revision, 0), f.line or 0, f.rule))
+
+    errors = [finding for finding in findings if finding.severity == "error"]
+    summary: dict[str, Any] = {
+        "revisions": [revision.revision for revision in rendered],
+        "findings": len(errors),
+        "warnings": len(findings) - len(errors),
+        "ignored": ignored,
+        "rules": dict(sorted(Counter(f.rule for f in findings).items())),
+        "pg_version": version.strip(),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    output.events(log, findings)
+    log.info("lint_summary", **summary)
+    _report(fmt, findings, summary, output_path, stdout)
+    if errors:
+        files = len({finding.file for finding in errors})
+        raise LintFindings(
+            f"lint found {len(errors)} problem(s) in {files} revision file(s); each "
+            "lint_finding event names the rule, the line and the safe pattern",
+            **{key: summary[key] for key in ("findings", "warnings", "ignored", "rules")},
+        )
+    return summary
+
+
+def _source(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ProjectError(f"cannot read {path}: {error}", file=path) from None
+
+
+def _report(
+    fmt: str,
+    findings: list[Finding],
+    summary: dict[str, Any],
+    path: str | None,
+    stdout: TextIO | None,
+) -> None:
+    if path is None:
+        if fmt != "json":
+            output.write_report(fmt, findings, summary, stdout or sys.stdout)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            output.write_report(fmt, findings, summary, file)
+    except OSError as error:
+        raise ConfigError(f"--output {path}: cannot write the report: {error}") from None
