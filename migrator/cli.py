@@ -34,6 +34,7 @@ class Request(Record):
     revision: str | None = None
     sql: bool = False
     purge: bool = False  # stamp: empty the version table first (Alembic's --purge)
+    lint: dict[str, str] | None = None  # lint's own options: since, format, output, pg_version
 
 
 # command: (what it does, how it takes a REVISION: None, "optional" or "required")
@@ -47,9 +48,17 @@ _COMMANDS = {
     "check": ("compare the models with the database (exit 7 on any difference)", None),
     "wait": ("only wait until the database accepts connections", None),
     "await-head": ("poll until the database is at head (exit 7 at --timeout)", None),
+    "lint": ("check the revisions (REVISION: a range A:B, default all) offline; exit 8", "optional"),
 }
 _SQL_COMMANDS = ("upgrade", "downgrade", "stamp")
 _COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": ("--timeout", "await-head")}
+# lint's options: flag -> help; not settings, since no other command reads them.
+_LINT_OPTIONS = {
+    "--since": "lint: the revisions after REV (those a pull request adds)",
+    "--format": "lint: json (events only, the default), github (annotations) or sarif",
+    "--output": "lint: write the report to this file instead of stdout",
+    "--pg-version": "lint: the PostgreSQL version the rules assume (default 14)",
+}
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -93,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stamp: empty the version table first, even of revisions the scripts do not know",
     )
     parser.add_argument("--version", action="version", version=__version__)
+    for flag, text in _LINT_OPTIONS.items():
+        parser.add_argument(flag, dest=f"lint:{flag[2:]}", default=None, help=text)
     for option in OPTIONS:
         default = f" (default {option.default})" if option.default else ""
         # SUPPRESS: an absent flag must not hide the variable.
@@ -109,6 +120,13 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
     """What the command line asks for, checked against what each command accepts."""
     command, revision = arguments.pop("command"), arguments.pop("revision")
     sql, purge = arguments.pop("sql"), arguments.pop("purge")
+    lint = {
+        flag[2:]: value
+        for flag in _LINT_OPTIONS
+        if (value := arguments.pop(f"lint:{flag[2:]}")) is not None
+    }
+    if lint and command != "lint":
+        parser.error(f"{command}: {', '.join(f'--{name}' for name in lint)} applies to lint only")
     takes = _COMMANDS[command][1]
     if revision is not None and not revision.strip():
         # `stamp "$REV"` with REV unset must not quietly mean `stamp head`.
@@ -126,8 +144,13 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
     for env, (flag, only) in _COMMAND_ONLY.items():
         if env in arguments and command != only:
             parser.error(f"{command}: {flag} applies to {only} only")
+    default = "head" if takes and command != "lint" else None  # lint: every revision
     return Request(
-        command=command, revision=revision or ("head" if takes else None), sql=sql, purge=purge
+        command=command,
+        revision=revision or default,
+        sql=sql,
+        purge=purge,
+        lint=lint if command == "lint" else None,
     )
 
 
@@ -158,12 +181,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             Log(secrets=secrets), outcome, started, error, termination_log=path, secrets=secrets
         )
 
-    # --sql writes the SQL script to stdout, so the log moves to stderr there.
+    # --sql writes the SQL script to stdout, so the log moves to stderr there; so does a lint
+    # report written to stdout.
+    report_on_stdout = request.lint is not None and request.lint.get("format", "json") != "json"
     log = Log(
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=settings.secrets,
-        stream=sys.stderr if request.sql else sys.stdout,
+        stream=sys.stderr
+        if request.sql or (report_on_stdout and "output" not in (request.lint or {}))
+        else sys.stdout,
     )
     outcome = Outcome(command=request.command)
     failure: BaseException | None = None

@@ -435,6 +435,22 @@ def _pause_before_next_poll(deadline: float, current: list[str] | None, heads: l
     time.sleep(min(random.uniform(0.5, 1.0), remaining))  # noqa: S311 - jitter, not crypto
 
 
+def lint(job: Job) -> None:
+    """Offline: no database; exit 8 (LintFindings) when a revision would lock or break."""
+    from migrator.lint import lint as lint_revisions
+
+    options = job.request.lint or {}
+    lint_revisions(
+        job.settings.alembic_config,
+        revisions=job.request.revision,
+        since=options.get("since"),
+        fmt=options.get("format", "json"),
+        output_path=options.get("output"),
+        pg_version=options.get("pg-version"),
+        log=job.log,
+    )
+
+
 COMMANDS: dict[str, Callable[[Job], None]] = {
     "upgrade": upgrade,
     "downgrade": downgrade,
@@ -445,4 +461,5 @@ COMMANDS: dict[str, Callable[[Job], None]] = {
     "check": check,
     "wait": wait,
     "await-head": await_head,
+    "lint": lint,
 }
