@@ -48,7 +48,10 @@ _COMMANDS = {
     "check": ("compare the models with the database (exit 7 on any difference)", None),
     "wait": ("only wait until the database accepts connections", None),
     "await-head": ("poll until the database is at head (exit 7 at --timeout)", None),
-    "lint": ("check the revisions (REVISION: a range A:B, default all) offline; exit 8", "optional"),
+    "lint": (
+        "check the revisions (REVISION: a range A:B, default all) offline; exit 8",
+        "optional",
+    ),
 }
 _SQL_COMMANDS = ("upgrade", "downgrade", "stamp")
 _COMMAND_ONLY = {"MIGRATE_AWAIT_TIMEOUT": ("--timeout", "await-head")}

@@ -69,11 +69,12 @@ def lint(
         "revisions": [revision.revision for revision in rendered],
         "findings": len(errors),
         "warnings": len(findings) - len(errors),
-        "ignored": ignored,
+        "ignored": len(ignored),
         "rules": dict(sorted(Counter(f.rule for f in findings).items())),
         "pg_version": version.strip(),
         "duration_s": round(time.monotonic() - started, 3),
     }
+    output.ignored(log, ignored)
     output.events(log, findings)
     log.info("lint_summary", **summary)
     _report(fmt, findings, summary, output_path, stdout)

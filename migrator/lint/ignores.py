@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 
 from migrator.lint.catalog import RULES, Finding
 
-_IGNORE = re.compile(r"#\s*migrate-job:\s*lint-ignore=(?P<rules>[\w-]+(?:,[\w-]+)*)?(?P<reason>.*)")
+# The reason runs to the end of the comment, or to a further ` # ` (another comment after it).
+_IGNORE = re.compile(
+    r"#\s*migrate-job:\s*lint-ignore=(?P<rules>[\w-]+(?:,[\w-]+)*)?(?P<reason>.*?)(?:\s#\s.*)?$"
+)
 
 
 @dataclass
@@ -115,11 +118,13 @@ def _statement_on(scope: ast.AST, line: int) -> tuple[int, int]:
     return best
 
 
-def apply(findings: list[Finding], ignores: list[Ignore]) -> tuple[list[Finding], int]:
-    """The findings no reasoned ignore covers, plus the ignores' own findings; and how many
-    findings were ignored."""
+def apply(
+    findings: list[Finding], ignores: list[Ignore]
+) -> tuple[list[Finding], list[tuple[Finding, Ignore]]]:
+    """The findings no reasoned ignore covers, plus the ignores' own findings; and each ignored
+    finding with the ignore that covered it."""
     kept: list[Finding] = []
-    ignored = 0
+    ignored: list[tuple[Finding, Ignore]] = []
     valid = [ignore for ignore in ignores if ignore.reason and ignore.rules]
     for finding in findings:
         cover = next((ignore for ignore in valid if ignore.covers(finding)), None)
@@ -127,7 +132,7 @@ def apply(findings: list[Finding], ignores: list[Ignore]) -> tuple[list[Finding]
             kept.append(finding)
         else:
             cover.used.add(finding.rule)
-            ignored += 1
+            ignored.append((finding, cover))
     for ignore in ignores:
         kept.extend(_own_findings(ignore, ignore in valid))
     return kept, ignored

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from migrator import __version__
 from migrator.lint.catalog import RULES, Finding
+from migrator.lint.ignores import Ignore
 from migrator.logs import Log
 
 FORMATS = ("json", "github", "sarif")
@@ -29,6 +30,20 @@ def events(log: Log, findings: Sequence[Finding]) -> None:
             log.error("lint_finding", **fields)
         else:
             log.warning("lint_finding", **fields)
+
+
+def ignored(log: Log, pairs: Sequence[tuple[Finding, Ignore]]) -> None:
+    """What was let through, and why: a reviewer reads the reasons here."""
+    for finding, ignore in pairs:
+        log.info(
+            "lint_ignored",
+            rule=finding.rule,
+            revision=finding.revision,
+            file=shown(finding.file),
+            line=finding.line,
+            reason=ignore.reason,
+            ignore_line=ignore.line,
+        )
 
 
 def github(findings: Sequence[Finding]) -> str:

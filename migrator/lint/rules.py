@@ -56,11 +56,15 @@ def _autocommit_blocks(revision: Rendered) -> Iterator[Finding]:
             if shape.guarded and shape.index:
                 dropped.setdefault(statement.region, set()).add(shape.index)
             else:
-                yield _finding(revision, "autocommit-block-not-rerunnable", statement.line, statement)
+                yield _finding(
+                    revision, "autocommit-block-not-rerunnable", statement.line, statement
+                )
         elif shape.kind == "create_index":
             cleared = shape.index in dropped.get(statement.region, set())
             if shape.guarded or not cleared:
-                yield _finding(revision, "autocommit-block-not-rerunnable", statement.line, statement)
+                yield _finding(
+                    revision, "autocommit-block-not-rerunnable", statement.line, statement
+                )
 
 
 def _backfills(revision: Rendered) -> Iterator[Finding]:
@@ -68,7 +72,11 @@ def _backfills(revision: Rendered) -> Iterator[Finding]:
     ddl: dict[tuple[int, str], bool] = {}
     for statement in revision.statements:
         shape = statement.shape
-        if statement.in_transaction and shape.table and shape.kind in ("alter_table", "create_index"):
+        if (
+            statement.in_transaction
+            and shape.table
+            and shape.kind in ("alter_table", "create_index")
+        ):
             ddl[(statement.region, shape.table)] = True
     for statement in revision.statements:
         shape = statement.shape
@@ -112,6 +120,8 @@ def _docstring(node: ast.stmt) -> bool:
 
 
 def _ellipsis(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and (
-        node.value.value is Ellipsis
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and (node.value.value is Ellipsis)
     )

@@ -94,7 +94,9 @@ _TRANSACTION = {"BEGIN": True, "START TRANSACTION": True, "COMMIT": False, "END"
 def name(raw: str) -> str:
     """A table or index name as PostgreSQL folds it: unquoted lower-cased, quotes removed."""
     parts = re.findall(r'"((?:[^"]|"")+)"|([^".\s]+)', raw)
-    return ".".join(quoted.replace('""', '"') if quoted else plain.lower() for quoted, plain in parts)
+    return ".".join(
+        quoted.replace('""', '"') if quoted else plain.lower() for quoted, plain in parts
+    )
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Shape:
     where: bool = False
 
 
-def shape(statement: str) -> Shape:
+def shape(statement: str) -> Shape:  # noqa: PLR0911 - one table of statement kinds
     text = without_comments(statement)
     if match := _CREATE_TABLE.match(text):
         return Shape("create_table", table=name(match["table"]))

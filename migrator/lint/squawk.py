@@ -14,6 +14,7 @@ import subprocess
 import sysconfig
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 from migrator.errors import ConfigError
 from migrator.lint import sql
@@ -53,10 +54,10 @@ def check(revisions: list[Rendered], pg_version: str) -> Iterator[Finding]:
         # cwd: a .squawk.toml lying around must not change what the job reports.
         found = _run([*_command(pg_version), *files], directory)
     for item in found:
-        revision = files.get(os.path.basename(str(item.get("file", ""))))
-        if revision is None:
+        about = files.get(os.path.basename(str(item.get("file", ""))))
+        if about is None:
             continue
-        statement = _statement_at(revision, int(item.get("line", -1)) + 1)  # squawk counts from 0
+        statement = _statement_at(about, int(item.get("line", -1)) + 1)  # squawk counts from 0
         if statement is None or statement.on_new_table:
             continue
         name = str(item.get("rule_name"))
@@ -68,8 +69,8 @@ def check(revisions: list[Rendered], pg_version: str) -> Iterator[Finding]:
         message = f"{rule.message(statement.shape.table)}. squawk: {said}" if rule else said
         yield Finding(
             rule=name,
-            revision=revision.revision,
-            file=revision.path,
+            revision=about.revision,
+            file=about.path,
             line=statement.line,
             message=message,
             sql=sql.redacted(statement.text),
@@ -86,7 +87,7 @@ def _command(pg_version: str) -> list[str]:
     ]
 
 
-def _run(command: list[str], directory: str) -> list[dict[str, object]]:
+def _run(command: list[str], directory: str) -> list[dict[str, Any]]:
     try:
         done = subprocess.run(
             command,
