@@ -186,14 +186,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     # --sql writes the SQL script to stdout, so the log moves to stderr there; so does a lint
     # report written to stdout.
-    report_on_stdout = request.lint is not None and request.lint.get("format", "json") != "json"
+    lint = request.lint or {}
+    report_on_stdout = lint.get("format") in ("github", "sarif") and "output" not in lint
     log = Log(
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=settings.secrets,
-        stream=sys.stderr
-        if request.sql or (report_on_stdout and "output" not in (request.lint or {}))
-        else sys.stdout,
+        stream=sys.stderr if request.sql or report_on_stdout else sys.stdout,
     )
     outcome = Outcome(command=request.command)
     failure: BaseException | None = None

@@ -37,8 +37,8 @@ def lint(
     finding is an error, else LintFindings. `fmt` github/sarif writes its report to
     `output_path`, or to `stdout` without one."""
     started = time.monotonic()
-    version = pg_version or DEFAULT_PG_VERSION
-    parsed = _PG_VERSION.fullmatch(version.strip())
+    version = (pg_version or DEFAULT_PG_VERSION).strip()
+    parsed = _PG_VERSION.fullmatch(version)
     if parsed is None:
         raise ConfigError(f"--pg-version {version!r}: expected a PostgreSQL version such as 15")
     if fmt not in output.FORMATS:
@@ -46,6 +46,45 @@ def lint(
     if revisions is not None and since is not None:
         raise ConfigError("lint takes a RANGE or --since REV, not both")
 
+    report = _open(output_path)  # before the work: an unwritable path fails at once
+    try:
+        return _lint(
+            alembic_config,
+            revisions=revisions,
+            since=since,
+            fmt=fmt,
+            version=version,
+            major=int(parsed["major"]),
+            log=log,
+            stream=report or stdout or sys.stdout,
+            started=started,
+        )
+    finally:
+        if report is not None:
+            report.close()
+
+
+def _open(path: str | None) -> TextIO | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")  # closed by lint()
+    except OSError as error:
+        raise ConfigError(f"--output {path}: cannot write the report: {error}") from None
+
+
+def _lint(
+    alembic_config: str,
+    *,
+    revisions: str | None,
+    since: str | None,
+    fmt: str,
+    version: str,
+    major: int,
+    log: Log,
+    stream: TextIO,
+    started: float,
+) -> dict[str, Any]:
     log.route_stdlib()  # Alembic's own records show at debug only, as JSON
     from migrator.running import load_project
 
@@ -57,9 +96,9 @@ def lint(
     found_ignores: list[ignores.Ignore] = []
     for revision in rendered:
         source = _source(revision.path)
-        findings.extend(rules.check(revision, source, int(parsed["major"])))
+        findings.extend(rules.check(revision, source, major))
         found_ignores.extend(ignores.read(revision.revision, revision.path, source))
-    findings.extend(squawk.check(rendered, version.strip()))
+    findings.extend(squawk.check(rendered, version))
     findings, ignored = ignores.apply(findings, found_ignores)
     order = {revision.revision: number for number, revision in enumerate(rendered)}
     findings.sort(key=lambda f: (order.get(f.revision, 0), f.line or 0, f.rule))
@@ -71,13 +110,14 @@ def lint(
         "warnings": len(findings) - len(errors),
         "ignored": len(ignored),
         "rules": dict(sorted(Counter(f.rule for f in findings).items())),
-        "pg_version": version.strip(),
+        "pg_version": version,
         "duration_s": round(time.monotonic() - started, 3),
     }
     output.ignored(log, ignored)
     output.events(log, findings)
     log.info("lint_summary", **summary)
-    _report(fmt, findings, summary, output_path, stdout)
+    if fmt != "json" or stream is not sys.stdout:  # json to stdout: the events say it all
+        output.write_report(fmt, findings, summary, stream)
     if errors:
         files = len({finding.file for finding in errors})
         raise LintFindings(
@@ -94,21 +134,3 @@ def _source(path: str) -> str:
             return file.read()
     except (OSError, UnicodeDecodeError) as error:
         raise ProjectError(f"cannot read {path}: {error}", file=path) from None
-
-
-def _report(
-    fmt: str,
-    findings: list[Finding],
-    summary: dict[str, Any],
-    path: str | None,
-    stdout: TextIO | None,
-) -> None:
-    if path is None:
-        if fmt != "json":
-            output.write_report(fmt, findings, summary, stdout or sys.stdout)
-        return
-    try:
-        with open(path, "w", encoding="utf-8") as file:
-            output.write_report(fmt, findings, summary, file)
-    except OSError as error:
-        raise ConfigError(f"--output {path}: cannot write the report: {error}") from None

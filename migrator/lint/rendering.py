@@ -94,29 +94,31 @@ def _resolve(script: ScriptDirectory, name: str) -> list[Script]:
 
 
 def _oldest_first(script: ScriptDirectory, upper: str, lower: str | None) -> list[Script]:
+    """Ancestors of `upper` (inclusive) that descend from `lower` (exclusive), oldest first."""
     tops = _resolve(script, upper)
-    excluded: set[str] = set()
+    wanted = {r.revision for top in tops for r in script.iterate_revisions(top.revision, "base")}
     if lower is not None:
         for bottom in _resolve(script, lower):
-            excluded.update(r.revision for r in script.iterate_revisions(bottom.revision, "base"))
-            if not any(_descends(script, top, bottom.revision) for top in tops):
+            if bottom.revision not in wanted:
                 raise RevisionError(
                     f"{bottom.revision} is not an ancestor of {upper}: the range is empty",
                     revision=bottom.revision,
                 )
-    wanted: list[Script] = []
-    seen: set[str] = set()
-    for top in tops:
-        for revision in script.iterate_revisions(top.revision, "base"):
-            if isinstance(revision, Script) and revision.revision not in seen | excluded:
-                seen.add(revision.revision)
-                wanted.append(revision)
-    position = {r.revision: i for i, r in enumerate(script.walk_revisions())}
-    return sorted(wanted, key=lambda r: -position[r.revision])  # walk_revisions: newest first
+            wanted &= _descendants(script, bottom)
+    ordered = [r for r in script.walk_revisions() if r.revision in wanted]  # newest first
+    return ordered[::-1]
 
 
-def _descends(script: ScriptDirectory, top: Script, ancestor: str) -> bool:
-    return any(r.revision == ancestor for r in script.iterate_revisions(top.revision, "base"))
+def _descendants(script: ScriptDirectory, revision: Script) -> set[str]:
+    found: set[str] = set()
+    pending = list(revision.nextrev)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            child = script.get_revision(name)
+            pending.extend(child.nextrev if child is not None else ())
+    return found
 
 
 class _Traced(io.StringIO):
