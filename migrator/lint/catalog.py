@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EXPAND_CONTRACT = (
-    "expand, then contract in a later release: pods still running the previous release read the "
-    "old name while this one rolls out"
+    "expand, then contract in a later release: the previous release's pods keep running while "
+    "this one rolls out"
 )
 
 
@@ -181,8 +181,8 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in _RULES}
 OFF_BY_DEFAULT: dict[str, str] = {
     "require-lock-timeout": "the job sets lock_timeout for every revision "
     "(MIGRATE_DDL_LOCK_TIMEOUT, default 5 s) and retries a revision that hit it",
-    "require-statement-timeout": "the job sets statement_timeout for the migration session "
-    "(MIGRATE_STATEMENT_TIMEOUT)",
+    "require-statement-timeout": "the job sets statement_timeout for the migration session from "
+    "MIGRATE_STATEMENT_TIMEOUT: set the limit there, not in each revision",
     "prefer-robust-stmts": "the job runs each revision in one transaction, rolled back whole on "
     "failure, so a rerun starts clean; the part outside it (autocommit_block) is checked by "
     "autocommit-block-not-rerunnable",
