@@ -11,6 +11,7 @@ depends_on = None
 
 def upgrade():
     op.add_column("users", sa.Column("nickname", sa.Text(), nullable=True))
+    op.execute("UPDATE users SET nickname = 'root' WHERE id = 1")  # one row: no long lock
     with op.get_context().autocommit_block():
         op.execute("UPDATE users SET nickname = name WHERE id BETWEEN 1 AND 10000")
         op.execute("UPDATE users SET nickname = name")
