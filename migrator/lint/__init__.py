@@ -85,6 +85,7 @@ def _lint(
     stream: TextIO,
     started: float,
 ) -> dict[str, Any]:
+    squawk.binary()  # missing: say so before any work
     log.route_stdlib()  # Alembic's own records show at debug only, as JSON
     from migrator.running import load_project
 

@@ -32,8 +32,9 @@ def binary() -> str:
     found = shutil.which("squawk")
     if found is None:
         raise ConfigError(
-            "lint needs the squawk binary, from the squawk-cli package: "
-            "pip install squawk-cli (the image ships it)"
+            "lint needs the squawk binary, from the squawk-cli package: pip install "
+            "'migrate-job[lint]' (or squawk-cli==2.70.0); the migration image does not ship it "
+            "(README: Lint, In the image)"
         )
     return found
 
