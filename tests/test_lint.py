@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -345,3 +346,14 @@ def test_the_rules_left_off_are_squawks_and_documented() -> None:
     for rule in [*RULES, *OFF_BY_DEFAULT]:
         assert f"`{rule}`" in readme, rule
     assert not set(OFF_BY_DEFAULT) & set(RULES)
+
+
+def test_the_wheel_carries_the_lint_package() -> None:
+    """setuptools is given the package list: a subpackage missing from it is missing from the
+    wheel, and `lint` from a pip-installed runner would fail to import."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in ROOT.glob("migrator/**/__init__.py")
+    }
+    assert set(listed) == found
