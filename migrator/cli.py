@@ -19,7 +19,12 @@ from migrator.urls import password_candidates
 
 # Variables whose flag only some commands accept: {variable: the command that takes it}.
 _COMMAND_ONLY = {env: command.name for command in COMMANDS.values() for env in command.options}
-_SWITCHES = {switch.name: switch for command in COMMANDS.values() for switch in command.switches}
+# Each command's own flags, and the commands that take each.
+_FLAGS = {flag.name: flag for command in COMMANDS.values() for flag in command.flags}
+_FLAG_OWNERS = {
+    name: [command.name for command in COMMANDS.values() if flag in command.flags]
+    for name, flag in _FLAGS.items()
+}
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -59,8 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sql", action="store_true", help=f"{', '.join(sql)}: print the SQL; no database"
     )
-    for switch in _SWITCHES.values():
-        parser.add_argument(switch.flag, action="store_true", help=switch.help)
+    for flag in _FLAGS.values():
+        if flag.takes_value:
+            parser.add_argument(flag.flag, dest=f"flag:{flag.name}", default=None, help=flag.help)
+        else:
+            parser.add_argument(
+                flag.flag, dest=f"flag:{flag.name}", action="store_true", help=flag.help
+            )
     parser.add_argument("--version", action="version", version=__version__)
     for option in OPTIONS:
         default = f" (default {option.default})" if option.default else ""
@@ -78,7 +88,8 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
     """What the command line asks for, checked against what the command accepts."""
     command = COMMANDS[arguments.pop("command")]
     name, revision, sql = command.name, arguments.pop("revision"), arguments.pop("sql")
-    switches = {switch: arguments.pop(switch) for switch in _SWITCHES}
+    given = {name: arguments.pop(f"flag:{name}") for name in _FLAGS}
+    given = {name: value for name, value in given.items() if value not in (None, False)}
     if revision is not None and not revision.strip():
         # `stamp "$REV"` with REV unset must not quietly mean `stamp head`.
         parser.error(f"{name}: REVISION is empty")
@@ -89,13 +100,11 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
     if sql and not command.sql:
         takes = [other.name for other in COMMANDS.values() if other.sql]
         parser.error(f"{name}: --sql applies to {', '.join(takes)} only")
-    for switch, given in switches.items():
-        if given and _SWITCHES[switch] not in command.switches:
-            owners = [
-                other.name for other in COMMANDS.values() if _SWITCHES[switch] in other.switches
-            ]
-            parser.error(f"{name}: {_SWITCHES[switch].flag} applies to {', '.join(owners)} only")
-    if switches.get("purge") and sql:
+    for flag in given:
+        if _FLAGS[flag] not in command.flags:
+            owners = ", ".join(_FLAG_OWNERS[flag])
+            parser.error(f"{name}: {_FLAGS[flag].flag} applies to {owners} only")
+    if given.get("purge") and sql:
         parser.error("stamp: --purge needs the database, it cannot be combined with --sql")
     flags = {option.env: option.flag for option in OPTIONS}
     for env, owner in _COMMAND_ONLY.items():
@@ -103,29 +112,39 @@ def _request(parser: argparse.ArgumentParser, arguments: dict[str, Any]) -> Requ
             parser.error(f"{name}: {flags[env]} applies to {owner} only")
     return Request(
         command=name,
-        revision=revision or ("head" if command.revision else None),
+        revision=revision or command.default,
         sql=sql,
-        purge=switches.get("purge", False),
+        purge=bool(given.pop("purge", False)),
+        options=given,
     )
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Request, Settings]:
     """The request and settings, or UsageError; flags win over the environment."""
+    request, arguments = _parse_request(argv)
+    return request, _settings(arguments, environ)
+
+
+def _parse_request(argv: Sequence[str]) -> tuple[Request, dict[str, Any]]:
+    """The request, and the settings' flags that were given."""
     parser = build_parser()
     arguments = vars(parser.parse_intermixed_args(argv))
-    request = _request(parser, arguments)
+    return _request(parser, arguments), arguments
+
+
+def _settings(arguments: dict[str, Any], environ: Mapping[str, str]) -> Settings:
     values = {option.env: environ.get(option.env, "") for option in OPTIONS}
     values.update(arguments)
     flags = {option.env: option.flag for option in OPTIONS if option.env in arguments}
-    return request, load_settings(values, stdout_is_tty=sys.stdout.isatty(), flags=flags)
+    return load_settings(values, stdout_is_tty=sys.stdout.isatty(), flags=flags)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     started = time.monotonic()
     environ = os.environ if environ is None else environ
     words = list(sys.argv[1:] if argv is None else argv)
-    # --sql writes the SQL script to stdout, so every line of the log goes to stderr there,
-    # whatever happens (even a mistake on the command line).
+    # When stdout carries a document (--sql's script, lint's annotations or SARIF), every line
+    # of the log goes to stderr, whatever happens; until the request is known, --sql says so.
     stream: TextIO = sys.stderr if "--sql" in words else sys.stdout
     # Until the settings exist: JSON, and whatever stands where a password would.
     secrets = password_candidates(environ.get("DATABASE_URL", ""))
@@ -135,10 +154,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     failure: BaseException | None = None
     interrupts.install()
     try:
-        request, settings = parse(words, environ)
+        request, arguments = _parse_request(words)
+        stream = sys.stderr if request.document_on_stdout else sys.stdout
+        log = Log(secrets=secrets, stream=stream)
+        outcome = Outcome(command=request.command)
+        settings = _settings(arguments, environ)
         secrets, path = settings.secrets, settings.termination_log
         log = Log(fmt=settings.log_format, level=settings.log_level, secrets=secrets, stream=stream)
-        outcome = Outcome(command=request.command)
         _run(request, settings, log, outcome)
     except (Exception, Interrupted) as error:
         failure = error

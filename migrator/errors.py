@@ -15,7 +15,8 @@
     ├── MigrationError                   a revision did not complete; its transaction rolled back
     │   ├── MigrationFailed           5  the revision raised
     │   └── DDLTimeout                6  lock_timeout / statement_timeout fired (retries exhausted)
-    └── NotUpToDate                   7  a verdict: `check` differs, `await-head` timed out
+    ├── NotUpToDate                   7  a verdict: `check` differs, `await-head` timed out
+    └── LintFindings                  8  a verdict: `lint` found problems in the revisions
     Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
 
 `RevisionError` keeps its name, though Alembic has one too: the class name is the `error` field
@@ -42,6 +43,7 @@ class ExitCode(enum.IntEnum):
     MIGRATION_FAILED = 5
     DDL_TIMEOUT = 6
     NOT_UP_TO_DATE = 7
+    LINT_FINDINGS = 8
     SIGINT = 128 + signal.SIGINT
     SIGTERM = 128 + signal.SIGTERM
 
@@ -111,6 +113,10 @@ class NotUpToDate(MigrateError):
     """The database is not at the state the models or scripts describe."""
 
 
+class LintFindings(MigrateError):
+    """`lint` found revisions that would lock tables or break running pods."""
+
+
 class Interrupted(BaseException):
     """A termination signal arrived; unwinding rolls back and releases the lock."""
 
@@ -127,6 +133,7 @@ EXIT_CODES: dict[type[BaseException], ExitCode] = {
     MigrationFailed: ExitCode.MIGRATION_FAILED,
     DDLTimeout: ExitCode.DDL_TIMEOUT,
     NotUpToDate: ExitCode.NOT_UP_TO_DATE,
+    LintFindings: ExitCode.LINT_FINDINGS,
 }
 
 

@@ -14,12 +14,13 @@ from typing import Any, NamedTuple
 UNKNOWN = "unknown"  # revisions_after when the database could not be read on the way out
 
 
-class Switch(NamedTuple):
-    """A command-only flag without a value, such as stamp's --purge."""
+class Flag(NamedTuple):
+    """A command's own flag: a switch (stamp's --purge) or one that takes a value (lint's)."""
 
     name: str
     flag: str
     help: str
+    takes_value: bool = False
 
 
 class Command(NamedTuple):
@@ -29,9 +30,10 @@ class Command(NamedTuple):
     summary: str
     run: str  # "module:function", imported when the command runs
     revision: str | None = None  # how it takes REVISION: None, "optional" or "required"
+    default: str | None = None  # REVISION when none is given
     sql: bool = False  # whether --sql (write the SQL, no database) applies
     options: tuple[str, ...] = ()  # variables (settings.OPTIONS) whose flag only it accepts
-    switches: tuple[Switch, ...] = ()
+    flags: tuple[Flag, ...] = ()
 
     def function(self) -> Callable[[Any], None]:
         module, _, name = self.run.partition(":")
@@ -39,10 +41,16 @@ class Command(NamedTuple):
         return function
 
 
-PURGE = Switch(
+PURGE = Flag(
     "purge",
     "--purge",
     "stamp: empty the version table first, even of revisions the scripts do not know",
+)
+LINT_FLAGS = (
+    Flag("since", "--since", "lint: the revisions after REV (those a pull request adds)", True),
+    Flag("format", "--format", "lint: json (events, the default), github or sarif", True),
+    Flag("output", "--output", "lint: write the report to this file instead of stdout", True),
+    Flag("pg-version", "--pg-version", "lint: the PostgreSQL version the rules assume", True),
 )
 
 COMMANDS: Mapping[str, Command] = {
@@ -53,6 +61,7 @@ COMMANDS: Mapping[str, Command] = {
             "upgrade the database (REVISION default: head)",
             "migrator.commands.migrate:upgrade",
             revision="optional",
+            default="head",
             sql=True,
         ),
         Command(
@@ -68,7 +77,7 @@ COMMANDS: Mapping[str, Command] = {
             "migrator.commands.migrate:stamp",
             revision="required",
             sql=True,
-            switches=(PURGE,),
+            flags=(PURGE,),
         ),
         Command("current", "report the database's revision", "migrator.commands.inspect:current"),
         Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),
@@ -91,6 +100,13 @@ COMMANDS: Mapping[str, Command] = {
             "migrator.commands.waiting:await_head",
             options=("MIGRATE_AWAIT_TIMEOUT",),
         ),
+        Command(
+            "lint",
+            "check the revisions offline (REVISION: a range A:B, default all; exit 8 on findings)",
+            "migrator.commands.lint:lint",
+            revision="optional",
+            flags=LINT_FLAGS,
+        ),
     )
 }
 
@@ -102,6 +118,13 @@ class Request(NamedTuple):
     revision: str | None = None
     sql: bool = False
     purge: bool = False  # stamp: empty the version table first (Alembic's --purge)
+    options: Mapping[str, str] = {}
+
+    @property
+    def document_on_stdout(self) -> bool:
+        """Whether stdout carries a document (SQL, lint's annotations or SARIF), not the log."""
+        lint_report = self.options.get("format") in ("github", "sarif")
+        return self.sql or (lint_report and "output" not in self.options)
 
 
 class Outcome:

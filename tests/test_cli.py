@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from migrator import cli
-from migrator.job import COMMANDS, Request
 from migrator.errors import UsageError
+from migrator.job import COMMANDS, Request
 
 ENV = {"DATABASE_URL": "sqlite:///job.db", "MIGRATE_LOCK_TIMEOUT": "9"}
 

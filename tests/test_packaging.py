@@ -120,8 +120,13 @@ def test_the_wheel_is_the_runner_alone_and_runs_your_own_project(
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
          tmp_path, dict(os.environ))  # fmt: skip
     (wheel,) = dist.glob("*.whl")
-    top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {"migrator"}
+    # Every subpackage too (backends, commands, project, lint): one left out would make its
+    # command fail to import from a pip-installed runner.
+    packages = {str(path.relative_to(ROOT)) for path in ROOT.glob("migrator/**/__init__.py")}
+    assert packages <= set(names), sorted(packages - set(names))
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

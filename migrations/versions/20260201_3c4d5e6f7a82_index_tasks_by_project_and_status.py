@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # migrate-job: lint-ignore=require-concurrent-index-creation tasks is small in the example application, so writes wait milliseconds; on a busy table, build it CONCURRENTLY in an autocommit_block as 5e6f7a8b9ca4 does
     op.create_index(op.f("ix_tasks_project_id_status"), "tasks", ["project_id", "status"])
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from migrator.failures import Scene, translated
 from migrator.project.environment import JobEnvironment, refuse_multidb
@@ -13,17 +14,33 @@ from migrator.project.steps import plan
 def write_sql(project: Project, kind: str, target: str, output: TextIO) -> None:
     """The script for `kind` to `target` (FROM:TO, or from base) written to `output`."""
     start, _, destination = target.rpartition(":")
+    with translated(Scene(scripts=project.script.dir)):
+        write_steps(
+            project,
+            lambda heads: plan(project.script, kind, destination, heads),
+            start or None,
+            output,
+        )
+
+
+def write_steps(
+    project: Project,
+    steps: Callable[[tuple[str, ...]], Sequence[Any]],
+    start: str | tuple[str, ...] | None,
+    output: TextIO,
+) -> None:
+    """The script of `steps` (planned from `start`, one revision or several) to `output`.
+
+    The project's own errors come out as they are: lint reports a revision that fails offline
+    as a finding, where --sql fails the run."""
     project.config.output_buffer = output
     refuse_multidb(project.config)
-    with (
-        translated(Scene(scripts=project.script.dir)),
-        JobEnvironment(
-            project.config,
-            project.script,
-            connection=None,
-            fn=lambda heads, _: plan(project.script, kind, destination, heads),
-            as_sql=True,
-            starting_rev=start or None,
-        ),
+    with JobEnvironment(
+        project.config,
+        project.script,
+        connection=None,
+        fn=lambda heads, _: steps(heads),
+        as_sql=True,
+        starting_rev=start,
     ):
         project.script.run_env()

@@ -1,0 +1,18 @@
+"""Twin of foreign_key_bad, step 1: NOT VALID."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "foreign_key_not_valid"
+down_revision = "c0base"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("orders", sa.Column("buyer_id", sa.BigInteger(), nullable=True))
+    op.create_foreign_key("fk_orders_buyer_id", "orders", "users", ["buyer_id"], ["id"], postgresql_not_valid=True)
+
+
+def downgrade():
+    op.drop_column("orders", "buyer_id")
