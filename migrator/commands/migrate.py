@@ -61,7 +61,7 @@ def _change(job: Job, kind: str) -> None:
     if not cheap:
         project.validate(job.project, target, kind)
     with connected(job) as raw:
-        if cheap and _done_already(job, raw):
+        if cheap and _finish_if_done(job, raw):
             return
         job.backend.prepare(raw)
         lock = migration_lock(
@@ -70,12 +70,12 @@ def _change(job: Job, kind: str) -> None:
             timeout=job.settings.lock_timeout,
             log=job.log,
             # A waiter whose work another runner finished stops waiting at once.
-            unneeded=(lambda: _done_already(job, raw)) if cheap else (lambda: False),
+            unneeded=(lambda: _finish_if_done(job, raw)) if cheap else (lambda: False),
             waited=job.outcome.waited_for_lock,
         )
         try:
             with lock as waited:
-                if waited is None or (cheap and _done_already(job, raw)):
+                if waited is None or (cheap and _finish_if_done(job, raw)):
                     return
                 _run(job, raw, kind, target)
         finally:
@@ -85,9 +85,9 @@ def _change(job: Job, kind: str) -> None:
                 job.outcome.revisions_after = _revisions_now(job, raw)
 
 
-def _done_already(job: Job, raw: Raw) -> bool:
-    """If the database is at the scripts' single head (read with the driver alone), record
-    that as the outcome, say so, and answer True."""
+def _finish_if_done(job: Job, raw: Raw) -> bool:
+    """Finish the run here if the database is at the scripts' single head (read with the
+    driver alone): record that as the outcome, log `nothing_to_do`, and answer True."""
     current = job.read_versions(raw)
     if current != job.known_heads:
         return False
