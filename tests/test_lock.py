@@ -314,3 +314,22 @@ def test_a_notification_read_during_a_query_is_not_slept_through(db: Database) -
     assert result.code == 4, result.stdout
     assert result.final["error"] == "LockTimeout"
     assert polls() >= 100, f"{polls()} polls in 2 s: the waiter slept through notifications"
+
+
+def test_a_lock_found_lost_at_release_fails_the_job(db: Database, project: Path) -> None:
+    """Something let go of the session's lock under the job (here its own last revision, as a
+    transaction-mode pooler would by handing the session to someone else): say so, exit 2."""
+    add_revision(project, "eeee00000002", HEAD, 'op.execute("SELECT pg_advisory_unlock_all()")')
+    result = run_job("upgrade", env=job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini")))
+    assert result.code == 2, result.stdout
+    lost = result.one("lock_lost")
+    assert (lost["level"], lost["lock"]) == ("error", "alembic:alembic_version")
+    assert lost["reason"] == "the lock was not held at release"
+    assert result.named("lock_released") == []
+    failed = result.final
+    assert (failed["event"], failed["error"]) == ("failed", "LockNotHeld")
+    assert "was no longer held by this session" in failed["message"]
+    assert "check the schema" in failed["message"]
+    assert db.version() == ["eeee00000002"], "the revisions committed before the release"
+    assert failed["revisions_after"] == ["eeee00000002"]
+    assert db.advisory_locks() == 0
