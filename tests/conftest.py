@@ -153,14 +153,31 @@ class Running:
                 return dict(json.loads(line))
 
     def finish(self, timeout: float = 60) -> Result:
-        self.process.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=timeout)
-        while (line := self._lines.get()) is not None:
-            self.seen.append(line)
-        self._lines.put(None)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never left running behind a failed test
+            self.process.wait()
+            self._drain()
+            seen = "".join(self.seen)
+            raise AssertionError(f"the job did not end within {timeout} s: {seen}") from None
+        self._drain()
         stdout = "".join(self.seen)
         return Result(self.process.returncode, stdout, "".join(self._stderr), parse_events(stdout))
+
+    def _drain(self) -> None:
+        """Every stdout line the job wrote, once it has ended."""
+        for reader in self._readers:
+            reader.join(timeout=10)
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._lines.put(None)
+                return
+            self.seen.append(line)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Result:

@@ -1,4 +1,5 @@
-"""Exit 1, a bug in the job: still one JSON `failed` event, with the traceback as a field.
+"""Exit 1, a bug in the job: still one JSON `failed` event, with the traceback as a field; and
+the helpers every test reads the job with, which must let such a run be tested and never hang.
 
 No project arrangement reaches exit 1 (each would be a bug to fix, not a behaviour to pin), so
 the fault is injected: the job runs as a real process in which Alembic's `ScriptDirectory.run_env`
@@ -8,6 +9,7 @@ the fault is injected: the job runs as a real process in which Alembic's `Script
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ from tests.conftest import (
     RAW_TRACEBACK,
     Database,
     Result,
+    Running,
     assert_no_raw_traceback,
     job_env,
     parse_events,
 )
+from tests.pgcluster import free_port
 
 # Runs entrypoint.py as `python entrypoint.py ARGS` would, once the fault is in place.
 BROKEN = """
@@ -83,3 +87,14 @@ def test_a_raw_traceback_on_stdout_is_never_accepted() -> None:
     assert parse_events(json.dumps(reported) + "\n")[0]["traceback"][1] == "RuntimeError: x\n"
     with pytest.raises(AssertionError, match="raw traceback"):
         parse_events(f'{json.dumps(reported)}\n{RAW_TRACEBACK}\n  File "x.py"\nRuntimeError: x\n')
+
+
+def test_a_wait_for_an_event_that_never_comes_gives_up() -> None:
+    """Running.wait_for and finish have deadlines of their own: a hung job fails its test."""
+    url = f"postgresql://u:pw@127.0.0.1:{free_port()}/db"  # nothing listens there
+    runner = Running("upgrade", env=job_env(url, MIGRATE_WAIT_TIMEOUT="600"))
+    with pytest.raises(AssertionError, match="no 'database_ready' event within 1 s"):
+        runner.wait_for("database_ready", timeout=1)
+    with pytest.raises(AssertionError, match="did not end within 1 s"):
+        runner.finish(timeout=1)
+    assert runner.process.returncode == -signal.SIGKILL, "not left running"
