@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +46,19 @@ class Result:
         return self.events[-1]
 
 
+# How Python starts printing an uncaught exception. Inside a JSON line (the `traceback` field of
+# a `failed` event, exit 1) it is reported data; at the start of a line it escaped the job.
+RAW_TRACEBACK = "Traceback (most recent call last):"
+
+
+def assert_no_raw_traceback(text: str) -> None:
+    raw = [line for line in text.splitlines() if line.lstrip().startswith(RAW_TRACEBACK)]
+    assert not raw, f"a raw traceback escaped the job: {text[-3000:]}"
+
+
 def parse_events(stdout: str) -> list[dict[str, Any]]:
     """Every stdout line must be one JSON object carrying the contract keys."""
+    assert_no_raw_traceback(stdout)
     events = []
     for line in stdout.splitlines():
         event = json.loads(line)
@@ -82,7 +96,6 @@ def run_job(
     done = run_raw(*args, env=env, timeout=timeout, cwd=cwd)
     result = Result(done.returncode, done.stdout, done.stderr)
     result.events = parse_events(done.stdout)
-    assert "Traceback" not in done.stdout
     return result
 
 
@@ -98,24 +111,73 @@ def start_job(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
 
 
 class Running:
-    """A job started in the background, whose events can be awaited one by one."""
+    """A job started in the background, whose events can be awaited one by one.
+
+    Threads drain stdout and stderr as the job writes them, so that a wait can give up at its
+    own deadline (a blocking read could not) and a chatty stderr never fills its pipe.
+    """
 
     def __init__(self, *args: str, env: Mapping[str, str]) -> None:
         self.process = start_job(*args, env=env)
-        self.seen: list[str] = []
+        self.seen: list[str] = []  # the stdout lines read so far
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._drain_stdout, args=(self.process.stdout,), daemon=True),
+            threading.Thread(target=self._stderr.extend, args=(self.process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def wait_for(self, event: str) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # blocks; the job's own deadlines bound it
+    def _drain_stdout(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)  # end of output
+
+    def wait_for(self, event: str, timeout: float = 60) -> dict[str, Any]:
+        """The next `event` line; fails if the job ends, or `timeout` seconds pass, first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {event!r} event within {timeout} s: {''.join(self.seen)}"
+                ) from None
+            if line is None:
+                self._lines.put(None)  # later waits see the end too
+                raise AssertionError(f"the job ended without {event!r}: {''.join(self.seen)}")
             self.seen.append(line)
             if json.loads(line)["event"] == event:
-                return json.loads(line)
-        raise AssertionError(f"the job ended without {event!r}: {''.join(self.seen)}")
+                return dict(json.loads(line))
 
     def finish(self, timeout: float = 60) -> Result:
-        stdout, stderr = self.process.communicate(timeout=timeout)
-        stdout = "".join(self.seen) + stdout
-        return Result(self.process.returncode, stdout, stderr, parse_events(stdout))
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never left running behind a failed test
+            self.process.wait()
+            self._drain()
+            seen = "".join(self.seen)
+            raise AssertionError(f"the job did not end within {timeout} s: {seen}") from None
+        self._drain()
+        stdout = "".join(self.seen)
+        return Result(self.process.returncode, stdout, "".join(self._stderr), parse_events(stdout))
+
+    def _drain(self) -> None:
+        """Every stdout line the job wrote, once it has ended."""
+        for reader in self._readers:
+            reader.join(timeout=10)
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._lines.put(None)
+                return
+            self.seen.append(line)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Result:

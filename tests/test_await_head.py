@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from migrator.backends.postgresql import lock_key
-from tests.conftest import HEAD, Database, Running, finish, job_env, run_job, start_job
+from tests.conftest import HEAD, Database, Running, job_env, run_job
 from tests.pgcluster import free_port
 
 
@@ -23,11 +24,14 @@ def test_at_head_exits_0_even_while_a_migration_holds_the_lock(db: Database) -> 
 
 
 def test_waits_for_a_migration_to_finish(db: Database) -> None:
-    gate = start_job("await-head", "--timeout", "30", env=job_env(db.url))
-    time.sleep(1.5)
-    assert gate.poll() is None, "must keep waiting while the database is empty"
+    gate = Running("await-head", "--timeout", "30", env=job_env(db.url))
+    assert gate.wait_for("awaiting_head")["current"] == []
+    (reported,) = db.query("SELECT clock_timestamp()")[0]
+    # It reads the version again after saying it waits (or, wrongly, ends).
+    _until(lambda: gate.process.poll() is not None or _polled_since(db, reported))
+    assert gate.process.poll() is None, "must keep waiting while the database is empty"
     assert run_job("upgrade", env=job_env(db.url)).code == 0
-    result = finish(gate)
+    result = gate.finish()
     assert result.code == 0
     assert result.named("awaiting_head")[0]["current"] == []
     assert result.one("up_to_date")["current"] == [HEAD]
@@ -70,3 +74,23 @@ def test_progress_is_logged_at_a_steady_interval_while_nothing_changes(db: Datab
     assert all(event["current"] == [] and event["heads"] == [HEAD] for event in progress)
     waited = [event["waited_s"] for event in progress]
     assert waited == sorted(waited) and waited[-1] - waited[0] >= 3, "spread over the wait"
+
+
+def _polled_since(db: Database, moment: object) -> bool:
+    """Whether a runner's session sent a query (its polls: a read, a rollback) after `moment`."""
+    return bool(
+        db.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s"
+            " AND query_start > %s",
+            db.name,
+            "migrate-job@%",
+            moment,
+        )
+    )
+
+
+def _until(predicate: Callable[[], object], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

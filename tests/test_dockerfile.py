@@ -8,15 +8,22 @@ scripts/image-smoke.sh.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+import tenacity
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.conftest import REVISIONS, job_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -89,7 +96,144 @@ def test_nothing_is_written_at_run_time() -> None:
     environment = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in environment
     assert "PYTHONUNBUFFERED=1" in environment
-    assert DOCKERFILE.count("compileall") == 2  # the venv and the app, both at build time
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = instructions(DOCKERFILE)
+    froms = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
+    return steps[froms[0] : froms[1]]
+
+
+def build_step(marker: str) -> str:
+    """The build stage's RUN command that contains `marker`."""
+    (command,) = [args for keyword, args in build_stage() if keyword == "RUN" and marker in args]
+    return command
+
+
+def build_environment() -> dict[str, str]:
+    """The build stage's ENV settings, over the test's own environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "DATABASE_"))}
+    for keyword, args in build_stage():
+        if keyword == "ENV":
+            env.update(item.split("=", 1) for item in args.split())
+    return env
+
+
+def here(command: str, paths: dict[str, Path]) -> str:
+    """A Dockerfile command with the image's paths and interpreters replaced by the test's."""
+    # Both the venv's python and the base's python3: this interpreter (the same version here).
+    command = command.replace("/opt/venv/bin/python", sys.executable)
+    for image_path, path in paths.items():
+        command = command.replace(image_path, str(path))
+    return re.sub(r"(?<![\w/.-])python3(?![\w.])", sys.executable, command)
+
+
+def pyc_problem(source: Path) -> str | None:
+    """Why the interpreter would not use the bytecode cached for `source` (None: it would)."""
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    if not cached.exists():
+        return f"{source}: no {cached.name}"
+    header = cached.read_bytes()[:16]
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        return f"{cached}: compiled for another interpreter"
+    flags = int.from_bytes(header[4:8], "little")
+    if flags & 0b01 and flags & 0b10:  # hash-based, checked against the source
+        if header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            return f"{cached}: stale (source hash)"
+    elif not flags & 0b01:  # timestamp-based
+        stat = source.stat()
+        if header[8:16] != (int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (
+            stat.st_size & 0xFFFFFFFF
+        ).to_bytes(4, "little"):
+            return f"{cached}: stale (mtime or size)"
+    return None
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_the_app_is_byte_compiled_at_build_time_as_the_dockerfile_does_it(tmp_path: Path) -> None:
+    """The build stage's step for /app, run on a copy of the build context: every module gets
+    bytecode checked against its source's hash (a derived image may replace a migration or a
+    model: a pyc trusted by mtime could then win over the new source), the heads are recorded,
+    and a run that loads every module (env.py, models, all revisions) writes nothing."""
+    app = tmp_path / "app"
+    for name in RUNTIME_FILES:
+        if name.endswith("/"):
+            ignored = shutil.ignore_patterns("__pycache__", "*.py[cod]", "heads.json")
+            shutil.copytree(ROOT / name, app / name, ignore=ignored)
+        else:
+            app.mkdir(exist_ok=True)
+            shutil.copy(ROOT / name, app / name)
+    step = here(build_step("-m migrator.heads"), {"/app": app})
+    done = subprocess.run(
+        ["sh", "-ec", step],
+        env=build_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (app / "migrations" / "heads.json").is_file()
+
+    sources = sorted(path for path in app.rglob("*.py") if path.name != "entrypoint.py")
+    assert {path.relative_to(app).parts[0] for path in sources} == {
+        "migrator",
+        "models",
+        "migrations",
+    }
+    assert [problem for path in sources if (problem := pyc_problem(path))] == []
+    for path in sources:
+        flags = Path(importlib.util.cache_from_source(str(path))).read_bytes()[4:8]
+        assert int.from_bytes(flags, "little") == 0b11, f"{path}: not checked-hash bytecode"
+
+    before = snapshot(app)
+    env = job_env(f"sqlite:///{tmp_path / 'app.db'}")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # Python would write any pyc it found missing
+    run = subprocess.run(
+        [sys.executable, str(app / "entrypoint.py"), "upgrade", "head"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["applied"] == len(REVISIONS)
+    assert snapshot(app) == before, "the run compiled (or wrote) something"
+
+
+def test_the_venv_is_byte_compiled_at_build_time_as_the_dockerfile_does_it(tmp_path: Path) -> None:
+    """The venv step's commands after the install, run on a venv holding a copy of an installed
+    package: every module of it gets bytecode the interpreter uses as it is."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    shutil.copytree(
+        Path(tenacity.__file__).parent, site / "tenacity", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    install = build_step("-m venv")
+    after_install = [
+        part.strip()
+        for part in install.split("&&")
+        if " -m venv " not in f" {part} " and " pip " not in f" {part} "
+    ]
+    step = here(" && ".join(after_install), {"/opt/venv": venv})
+    done = subprocess.run(
+        ["sh", "-ec", step],
+        env=build_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    sources = sorted(venv.rglob("*.py"))
+    assert len(sources) > 5, sources
+    assert [problem for path in sources if (problem := pyc_problem(path))] == []
+    assert not list(venv.glob("bin/activate*")), "no activation scripts in the image"
 
 
 def test_final_stage_copies_only_the_venv_and_the_app() -> None:

@@ -117,7 +117,17 @@ def _sigterm(runner: Running, scene: Scene) -> Result:
 
 def _sigkill(runner: Running, scene: Scene) -> Result:
     runner.process.kill()
-    return scene.keep(runner.finish())
+    result = scene.keep(runner.finish())
+    assert result.code == -signal.SIGKILL, "killed while still at work, not ended by itself"
+    return result
+
+
+def _sessions_of_the_job(scene: Scene) -> list[tuple[object, ...]]:
+    return scene.db.query(
+        "SELECT pid, state FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s",
+        scene.db.name,
+        "migrate-job@%",
+    )
 
 
 Stop = Callable[[Running, Scene], Result]
@@ -127,6 +137,7 @@ def _while_waiting_for_database(scene: Scene, stop: Stop) -> Result:
     scene.cluster.stop()
     runner = scene.start("upgrade")
     runner.wait_for("database_unavailable")
+    runner.wait_for("database_unavailable")  # still retrying, not given up
     result = stop(runner, scene)
     scene.cluster.start()
     return result
@@ -167,17 +178,35 @@ def sigint_mid_statement(scene: Scene) -> Result:
 
 
 def sigkill_waiting_for_database(scene: Scene) -> Result:
-    return _while_waiting_for_database(scene, _sigkill)
+    result = _while_waiting_for_database(scene, _sigkill)
+    assert result.named("database_ready") == [], "killed before it ever connected"
+    return result
 
 
 def sigkill_waiting_for_lock(scene: Scene) -> Result:
-    return _while_waiting_for_lock(scene, _sigkill)
+    release = scene.hold_lock()
+    try:
+        runner = scene.start("upgrade")
+        runner.wait_for("lock_waiting")
+        # A waiter waits on its own side, between polls: its session idle, in no transaction
+        # (one blocked in the server would outlive a kill, and take the lock later).
+        _until(lambda: [state for _, state in _sessions_of_the_job(scene)] == ["idle"])
+        result = _sigkill(runner, scene)
+        # Still inside the holder's lock: the killed waiter's session is gone from the server,
+        # and it had changed nothing.
+        _until(lambda: _sessions_of_the_job(scene) == [], timeout=5)
+        assert scene.db.tables() == set(), "nothing may change before the lock is held"
+    finally:
+        release()
+    return result
 
 
 def sigkill_mid_statement(scene: Scene) -> Result:
     result = _sigkill(_mid_statement(scene), scene)
-    # The backend notices its client is gone (client_connection_check_interval) and lets go.
+    # The backend notices its client is gone (client_connection_check_interval) and lets go,
+    # long before the statement's 60 s are up.
     _until(lambda: scene.db.advisory_locks() == 0, timeout=15)
+    assert _sessions_of_the_job(scene) == []
     return result
 
 
@@ -273,8 +302,20 @@ def revision_opts_out_of_the_ddl_lock_timeout(scene: Scene) -> Result:
     runner = scene.start("upgrade", MIGRATE_DDL_LOCK_TIMEOUT="0.2", MIGRATE_DDL_RETRIES="0")
     try:
         runner.wait_for("migration_started")
-        _until(lambda: scene.db.query("SELECT 1 FROM pg_locks WHERE NOT granted"))
-        time.sleep(0.5)  # well past the 0.2 s it would have waited without opting out
+        # Still queued for the table after 1 s, five times the 0.2 s it would have waited
+        # without opting out (a lock timeout would have ended the job: exit 6, no retries).
+        _until(
+            lambda: (
+                runner.process.poll() is not None
+                or scene.db.query(
+                    "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE NOT l.granted AND a.datname = %s"
+                    " AND clock_timestamp() - a.query_start > interval '1 second'",
+                    scene.db.name,
+                )
+            )
+        )
+        assert runner.process.poll() is None, "it gave up waiting for the table"
     finally:
         finish_reader()
     result = scene.keep(runner.finish())
@@ -325,13 +366,19 @@ def twenty_runners_at_once(scene: Scene) -> Result:
 
 def corrupted_version_table(scene: Scene) -> Result:
     assert scene.run("upgrade", HEAD).code == 0
-    scene.db.query("UPDATE alembic_version SET version_num = 'feedfacecafe'")
+    scene.db.query(f"UPDATE alembic_version SET version_num = '{CORRUPT[0]}'")
     result = scene.run("upgrade")
     assert "`stamp --purge <revision>`" in result.final["message"]
-    assert scene.db.version() == ["feedfacecafe"], "untouched"
-    repair = scene.run("stamp", "--purge", HEAD)  # the repair it names; the rerun upgrades
-    assert repair.code == 0, repair.stdout
+    assert result.final["unknown"] == CORRUPT
     return result
+
+
+def stamp_purge(scene: Scene) -> None:
+    """The repair the refusal names, done by the job: the schema is HEAD's."""
+    repair = scene.run("stamp", "--purge", HEAD)
+    assert repair.code == 0, repair.stdout
+    assert repair.final["revisions_after"] == [HEAD]
+    assert scene.db.version() == [HEAD]
 
 
 def several_heads(scene: Scene) -> Result:
@@ -370,12 +417,14 @@ class Case:
     error: str | None  # the final event's error class; None: `finished`
     at: list[str]  # the version right after the fault
     rerun: bool = False  # a rerun must then complete
+    repair: Callable[[Scene], None] | None = None  # what the operator does before the rerun
 
     def __str__(self) -> str:
         return self.fault.__name__
 
 
 NONE: list[str] = []
+CORRUPT = ["feedfacecafe"]  # a revision the scripts do not know
 CASES = [
     #    fault                                      exit final error           after    rerun
     Case(sigterm_waiting_for_database,              143, "Interrupted",         NONE),
@@ -397,7 +446,7 @@ CASES = [
     Case(statement_timeout,                         6,   "DDLTimeout",          [HEAD],  True),
     Case(black_holed_host,                          3,   "DatabaseUnavailable", NONE),
     Case(twenty_runners_at_once,                    0,   None,                  [EXTRA]),
-    Case(corrupted_version_table,                   2,   "RevisionError",       [HEAD],  True),
+    Case(corrupted_version_table,                   2,   "RevisionError",       CORRUPT, True,   stamp_purge),  # noqa: E501
     Case(several_heads,                             2,   "RevisionError",       NONE,    True),
     Case(unknown_revision_argument,                 2,   "RevisionError",       NONE),
     Case(bad_environment_value,                     2,   "ConfigError",         NONE),
@@ -438,8 +487,11 @@ def test_fault(case: Case, scene: Scene) -> None:
     if case.rerun:
         scene.slow_marker.unlink(missing_ok=True)
         scene.fail_marker.unlink(missing_ok=True)
+        if case.repair is not None:
+            case.repair(scene)
         rerun = scene.run("upgrade")
         assert rerun.code == 0, rerun.stdout
+        assert rerun.named("lock_waiting") == [], "the failed run left the lock taken"
         assert_nothing_lost(scene, expected=[EXTRA])
 
 
@@ -455,7 +507,8 @@ def assert_nothing_lost(scene: Scene, expected: list[str]) -> None:
         assert tables == {"accounts", "projects", "tasks", "comments", "alembic_version"}
         assert ("nickname" in columns) == (version == [EXTRA]), "schema matches the revision"
     else:
-        assert tables <= {"alembic_version"}, "nothing applied without a recorded revision"
+        # Every such case ends before any revision ran: not even the version table is made.
+        assert tables == set(), "nothing applied without a recorded revision"
     assert db.query("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid") == []
     _until(lambda: db.advisory_locks() == 0, timeout=15)
     for output in scene.outputs:

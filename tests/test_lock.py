@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import threading
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-import psycopg2
 import pytest
 
-from migrator.backends.postgresql import AdvisoryLock, lock_key
-from migrator.locking import _Waiting
-from migrator.logs import Log
+from migrator.backends.postgresql import lock_key
 from tests.conftest import (
     HEAD,
     REVISIONS,
     Database,
     Running,
+    add_revision,
     finish,
     job_env,
     run_job,
     start_job,
 )
+from tests.pgcluster import ADMIN
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -102,6 +102,14 @@ def test_lock_name_setting_changes_the_key(db: Database) -> None:
     assert result.one("lock_acquired")["lock"] == "tenant-7"
 
 
+def channel(key: int) -> str:
+    """The channel waiters LISTEN on (README: How the lock works): `migrate_job_<lock key>`."""
+    return f"migrate_job_{key & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+DEFAULT_CHANNEL = channel(lock_key("alembic:alembic_version"))
+
+
 def test_lock_key_is_a_stable_signed_64_bit_hash() -> None:
     digest = hashlib.sha256(b"alembic:alembic_version").digest()[:8]
     assert lock_key("alembic:alembic_version") == int.from_bytes(digest, "big", signed=True)
@@ -112,31 +120,20 @@ def test_lock_key_is_a_stable_signed_64_bit_hash() -> None:
 def test_runner_identifies_itself_to_the_server(db: Database) -> None:
     holder = db.cluster.connect(db.name)
     holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
-    runner = start_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_TIMEOUT="20"))
+    runner = Running("upgrade", env=job_env(db.url, MIGRATE_LOCK_TIMEOUT="20"))
     try:
-        names = _wait_for_backend(db, "migrate-job@")
-        assert names and all(name.startswith("migrate-job@") for name in names)
+        runner.wait_for("lock_waiting")
+        # Every session in the database but the test's own two: the waiting runner's.
+        names = db.query(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s"
+            " AND backend_type = 'client backend' AND pid NOT IN (pg_backend_pid(), %s)",
+            db.name,
+            holder.get_backend_pid(),
+        )
     finally:
         holder.close()
-    assert finish(runner).code == 0
-
-
-def _wait_for_backend(db: Database, prefix: str) -> list[str]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            rows = db.query(
-                "SELECT application_name FROM pg_stat_activity"
-                " WHERE datname = %s AND application_name LIKE %s",
-                db.name,
-                prefix + "%",
-            )
-        except psycopg2.Error:
-            rows = []
-        if rows:
-            return [row[0] for row in rows]
-        time.sleep(0.05)
-    raise AssertionError(f"no backend named {prefix}* appeared")
+    assert runner.finish().code == 0
+    assert names == [(f"migrate-job@{os.uname().nodename}",)]
 
 
 def test_a_waiter_whose_work_gets_done_stops_without_the_lock(db: Database) -> None:
@@ -162,9 +159,9 @@ def test_a_waiter_whose_work_gets_done_stops_without_the_lock(db: Database) -> N
 
 def test_the_holder_announces_the_release_to_waiters(db: Database) -> None:
     listener = db.cluster.connect(db.name)
-    channel = AdvisoryLock(listener, "alembic:alembic_version").channel
+    announced = channel(lock_key("alembic:alembic_version"))
     try:
-        listener.cursor().execute(f"LISTEN {channel}")
+        listener.cursor().execute(f"LISTEN {announced}")
         result = run_job("upgrade", env=job_env(db.url))
         listener.poll()
         notified = [notify.channel for notify in listener.notifies]
@@ -172,98 +169,167 @@ def test_the_holder_announces_the_release_to_waiters(db: Database) -> None:
         listener.close()
     assert result.code == 0
     assert result.one("lock_released")
-    assert notified == [channel]
+    assert notified == [announced]
+
+
+def counting_polls(db: Database, notifier: str | None = None) -> Callable[[], int]:
+    """Make the version table an empty view that counts the reads of a waiter (a session that
+    LISTENs); with `notifier` (a conninfo), each such read also has that other session NOTIFY
+    `notifier_channel`, so the notification reaches the waiter within its query.
+
+    Returns the count so far. Drop the view (`DROP VIEW alembic_version`) before a migration.
+    """
+    db.query("CREATE SEQUENCE polls")
+    notify = ""
+    if notifier is not None:
+        db.query("CREATE EXTENSION dblink")
+        notify = (
+            "IF NOT 'notifier' = ANY(coalesce(dblink_get_connections(), '{}')) THEN"
+            f" PERFORM dblink_connect('notifier', {quote_literal(notifier)}); END IF;"
+            f" PERFORM dblink_exec('notifier', {quote_literal(f'NOTIFY {DEFAULT_CHANNEL}')});"
+        )
+    db.query(
+        "CREATE FUNCTION read_versions() RETURNS TABLE (version_num varchar(32))"
+        " LANGUAGE plpgsql AS $$ BEGIN"
+        f"  IF EXISTS (SELECT FROM pg_listening_channels()) THEN PERFORM nextval('polls'); {notify}"
+        "  END IF;"
+        " END $$"
+    )
+    db.query("CREATE VIEW alembic_version AS SELECT * FROM read_versions()")
+    return lambda: int(db.query("SELECT last_value - 1 + is_called::int FROM polls")[0][0])
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def test_a_notification_while_the_lock_is_still_held_does_not_end_the_wait(db: Database) -> None:
+    polls = counting_polls(db)
+    key = lock_key("alembic:alembic_version")
     holder = db.cluster.connect(db.name)
-    lock = AdvisoryLock(holder, "alembic:alembic_version")
-    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (key,))
     runner = Running("upgrade", env=job_env(db.url))
     try:
         runner.wait_for("lock_waiting")
-        for _ in range(5):
-            holder.cursor().execute(f"NOTIFY {lock.channel}")
-            time.sleep(0.05)
+        for _ in range(3):
+            before = polls()
+            holder.cursor().execute(f"NOTIFY {channel(key)}")
+            # It woke and looked again (or, wrongly, stopped waiting).
+            until(lambda before=before: polls() > before + 1 or runner.process.poll() is not None)
         assert runner.process.poll() is None, "still waiting for the lock"
+        assert db.tables() == set(), "nothing ran without the lock"
+        db.query("DROP VIEW alembic_version")
     finally:
-        holder.cursor().execute("SELECT pg_advisory_unlock(%s)", (lock.key,))
+        holder.cursor().execute("SELECT pg_advisory_unlock(%s)", (key,))
         holder.close()
     result = runner.finish()
-    assert result.code == 0
+    assert result.code == 0, result.stdout
     assert result.final["applied"] == len(REVISIONS)
     assert len(result.named("lock_waiting")) == 1
 
 
-def test_the_waiter_that_wins_stops_listening(db: Database) -> None:
+def until(predicate: Callable[[], object], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_the_waiter_that_wins_stops_listening(db: Database, project: Path) -> None:
     """A listening session inside a long migration would hold back every NOTIFY on the server."""
-    holder = db.cluster.connect(db.name)
-    waiter = db.cluster.connect(db.name)
-    waiter.autocommit = False
-    lock = AdvisoryLock(waiter, "alembic:alembic_version")
-    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
-    releaser = threading.Timer(
-        0.3, lambda: holder.cursor().execute("SELECT pg_advisory_unlock_all()")
+    add_revision(
+        project,
+        "eeee00000001",
+        HEAD,
+        'op.execute("CREATE TABLE listening AS SELECT pg_listening_channels() AS channel")',
     )
-    releaser.start()
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
+    runner = Running("upgrade", env=job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini")))
     try:
-        waiting = _Waiting(
-            lock, name="test", timeout=20, log=Log(stream=io.StringIO()), started=time.monotonic()
-        )
-        assert waiting.until_acquired(lambda: False) is True
-        with waiter.cursor() as cursor:
-            cursor.execute("SELECT pg_listening_channels()")
-            assert cursor.fetchall() == []
-        assert lock.release() is True
+        runner.wait_for("lock_waiting")  # it listens from now on
     finally:
-        releaser.join()
         holder.close()
-        waiter.close()
+    result = runner.finish()
+    assert result.code == 0, result.stdout
+    assert result.one("lock_acquired")
+    # Read on the job's own connection, by its last revision, while it held the lock.
+    assert db.query("SELECT channel FROM listening") == []
 
 
 def test_a_waiter_woken_with_the_work_done_leaves_without_taking_the_free_lock(
     db: Database,
 ) -> None:
     """Taking it would only wake every other waiter once more, as it let go again."""
+    key = lock_key("alembic:alembic_version")
     holder = db.cluster.connect(db.name)
-    waiter = db.cluster.connect(db.name)
-    waiter.autocommit = False
-    lock = AdvisoryLock(waiter, "alembic:alembic_version")
-    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock.key,))
-    done = threading.Event()
-
-    def finish_and_release() -> None:
-        done.set()
-        holder.cursor().execute(
-            f"SELECT pg_advisory_unlock(%s), pg_notify('{lock.channel}', '')", (lock.key,)
-        )
-
-    releaser = threading.Timer(0.3, finish_and_release)
-    releaser.start()
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (key,))
+    runner = Running("upgrade", env=job_env(db.url))
     try:
-        waiting = _Waiting(
-            lock, name="test", timeout=20, log=Log(stream=io.StringIO()), started=time.monotonic()
+        runner.wait_for("lock_waiting")
+        # The holder's work, committed, then the release that wakes the waiter, as a runner
+        # does it: from then on the lock is free and the work done.
+        holder.cursor().execute(
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
+            f" INSERT INTO alembic_version VALUES ('{HEAD}')"
         )
-        assert waiting.until_acquired(done.is_set) is False
-        assert db.advisory_locks() == 0, "the lock was free, and the waiter left it so"
+        holder.cursor().execute(
+            f"SELECT pg_advisory_unlock(%s), pg_notify('{channel(key)}', '')", (key,)
+        )
+        result = runner.finish()
     finally:
-        releaser.join()
         holder.close()
-        waiter.close()
+    assert result.code == 0, result.stdout
+    assert result.one("nothing_to_do")["current"] == [HEAD]
+    assert result.named("lock_acquired") == [] and result.named("lock_released") == []
+    assert db.advisory_locks() == 0
 
 
 def test_a_notification_read_during_a_query_is_not_slept_through(db: Database) -> None:
-    waiter = db.cluster.connect(db.name)
-    other = db.cluster.connect(db.name)
+    """A waiter wakes on the NOTIFY even when the driver read it along with a query's answer.
+
+    Every read of the version table by the waiter has another session NOTIFY the lock's channel
+    (counting_polls), so each notification reaches the waiter inside a query, never while it
+    sleeps on its socket. A waiter that acts on the notification in hand polls again at once
+    (about a thousand times in 2 s here); one that sleeps through it backs off from 10 ms to 1 s
+    between polls and manages about ten.
+    """
+    options = {
+        "host": "127.0.0.1",
+        "port": db.cluster.port,
+        "user": ADMIN,
+        "password": db.cluster.password,
+        "dbname": db.name,
+    }
+    escaped = {
+        key: str(value).replace("\\", "\\\\").replace("'", "\\'") for key, value in options.items()
+    }
+    polls = counting_polls(db, notifier=" ".join(f"{k}='{v}'" for k, v in escaped.items()))
+    holder = db.cluster.connect(db.name)
+    holder.cursor().execute("SELECT pg_advisory_lock(%s)", (lock_key("alembic:alembic_version"),))
     try:
-        lock = AdvisoryLock(waiter, "alembic:alembic_version")
-        lock.listen()
-        other.cursor().execute(f"NOTIFY {lock.channel}")
-        assert lock.try_acquire() is True  # psycopg2 reads the notification with this answer
-        assert waiter.notifies, "the notification is already in psycopg2's hands"
-        lock.pause(0)
-        assert waiter.notifies == [], "the pause consumed it instead of waiting on the socket"
-        assert lock.release() is True
+        result = run_job("upgrade", env=job_env(db.url, MIGRATE_LOCK_TIMEOUT="2"))
     finally:
-        waiter.close()
-        other.close()
+        holder.close()
+    assert result.code == 4, result.stdout
+    assert result.final["error"] == "LockTimeout"
+    assert polls() >= 100, f"{polls()} polls in 2 s: the waiter slept through notifications"
+
+
+def test_a_lock_found_lost_at_release_fails_the_job(db: Database, project: Path) -> None:
+    """Something let go of the session's lock under the job (here its own last revision, as a
+    transaction-mode pooler would by handing the session to someone else): say so, exit 2."""
+    add_revision(project, "eeee00000002", HEAD, 'op.execute("SELECT pg_advisory_unlock_all()")')
+    result = run_job("upgrade", env=job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini")))
+    assert result.code == 2, result.stdout
+    lost = result.one("lock_lost")
+    assert (lost["level"], lost["lock"]) == ("error", "alembic:alembic_version")
+    assert lost["reason"] == "the lock was not held at release"
+    assert result.named("lock_released") == []
+    failed = result.final
+    assert (failed["event"], failed["error"]) == ("failed", "LockNotHeld")
+    assert "was no longer held by this session" in failed["message"]
+    assert "check the schema" in failed["message"]
+    assert db.version() == ["eeee00000002"], "the revisions committed before the release"
+    assert failed["revisions_after"] == ["eeee00000002"]
+    assert db.advisory_locks() == 0

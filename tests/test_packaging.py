@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import HEAD, REVISIONS, ROOT, Database
 
-pytestmark = pytest.mark.slow
+# Real installs from PyPI: beyond the suite's per-test timeout (pyproject.toml) on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SHIPPED = ("pyproject.toml", "README.md", "entrypoint.py", "alembic.ini")
 PACKAGES = ("migrator", "models", "migrations")

@@ -69,6 +69,9 @@ def test_an_in_memory_database_is_never_changed(command: str, url: str) -> None:
     result = run_job(*command.split(), env=job_env(url))
     assert_refused(result, "in-memory", "sqlite:///app.db", "only --sql needs no database")
     assert not result.named("plan") and not result.named("migration_started")
+    # Refused up front: never connected, never locked (there is no file to lock beside).
+    assert [e["event"] for e in result.events] == ["starting", "failed"]
+    assert result.final["lock_wait_s"] is None
 
 
 def test_sql_rendering_needs_no_database_so_sqlite_memory_is_fine_there() -> None:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
-from tests.conftest import HEAD, Database, finish, job_env, run_job, start_job
+from tests.conftest import HEAD, Database, Running, job_env, run_job
 from tests.pgcluster import Cluster, free_port
 
 
 def test_database_down_at_start_then_up(own_cluster: Cluster) -> None:
     url = own_cluster.url("postgres")
-    runner = start_job("upgrade", env=job_env(url, MIGRATE_WAIT_TIMEOUT="30"))
-    time.sleep(2.5)
+    runner = Running("upgrade", env=job_env(url, MIGRATE_WAIT_TIMEOUT="30"))
+    runner.wait_for("database_unavailable")
+    runner.wait_for("database_unavailable")
     own_cluster.start()
-    result = finish(runner)
+    result = runner.finish()
     assert result.code == 0, result.stdout
     unavailable = result.named("database_unavailable")
     assert len(unavailable) >= 2
@@ -42,12 +42,12 @@ def test_database_never_up_exits_3_within_the_timeout() -> None:
 def test_database_restarting_is_retried(own_cluster: Cluster) -> None:
     own_cluster.start()
     own_cluster.stop()
-    starter = threading.Timer(1.5, own_cluster.start)
-    starter.start()
-    result = run_job("wait", env=job_env(own_cluster.url("postgres"), MIGRATE_WAIT_TIMEOUT="20"))
-    starter.join()  # pg_ctl may still be waiting when the job already got in: not a teardown race
-    assert result.code == 0
-    assert result.named("database_unavailable")
+    runner = Running("wait", env=job_env(own_cluster.url("postgres"), MIGRATE_WAIT_TIMEOUT="20"))
+    runner.wait_for("database_unavailable")
+    own_cluster.start()
+    result = runner.finish()
+    assert result.code == 0, result.stdout
+    assert result.one("database_ready")["attempts"] >= 2
 
 
 def test_wrong_password_fails_at_once_and_never_prints_it(db: Database) -> None:
