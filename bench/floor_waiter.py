@@ -4,8 +4,10 @@
 
 Connects, tries the migration lock (handing it straight back, with the NOTIFY a runner sends,
 should it win: the real runner beside it must be the one that migrates), LISTENs, sleeps until
-a notification or a second passes, and exits once the version table holds HEAD. No argument
-parsing, no settings, no logging beyond one line, no heads record, no lock holder lookup.
+a notification or a second passes, and exits the normal way once the version table holds HEAD.
+No argument parsing, no settings, no logging beyond one line, no heads record, no lock holder
+lookup. Like bench/floor.py it ends with the interpreter's own teardown, not os._exit: the floor
+is a plain Python program, and so is the runner the redesign asks for.
 
 The benchmark starts one runner with fifteen of these beside it: the wall time of that group is
 what sixteen runners would take if fifteen of them cost nothing but the interpreter, psycopg2
@@ -38,6 +40,5 @@ while True:
     if select.select([connection], [], [], 1.0)[0]:
         connection.poll()
         connection.notifies.clear()
+connection.close()
 sys.stdout.write('{"event": "nothing_to_do"}\n')
-sys.stdout.flush()
-os._exit(0)

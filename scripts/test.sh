@@ -7,6 +7,10 @@
 #   - a virtualenv at .venv with the project and its test extras.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k lock).
 #
+# The suite runs under coverage.py and ends with the branch coverage of migrator/, the job's own
+# subprocesses included (pyproject.toml's [tool.coverage.*]); with extra arguments, of the tests
+# that ran. MIGRATE_TEST_COVERAGE=0 runs plain pytest instead.
+#
 # No configuration file of the machine is written. Debian's postgresql-<version> package creates
 # and starts a cluster on port 5432 from its install script unless create_main_cluster is off in
 # /etc/postgresql-common/createcluster.conf, and pgbouncer's starts a pgbouncer service. So these
@@ -65,4 +69,18 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-exec .venv/bin/python -m pytest -n 3 "$@"
+if [ "${MIGRATE_TEST_COVERAGE:-1}" = 0 ]; then
+    exec .venv/bin/python -m pytest -n 3 "$@"
+fi
+.venv/bin/python -m coverage erase
+status=0
+.venv/bin/python -m coverage run -m pytest -n 3 "$@" || status=$?
+# The tests' status is the script's. When they passed, a figure that cannot be computed is a
+# failure too; when they did not (or none ran, pytest's 5), the figure is only a best effort.
+if [ "$status" -eq 0 ]; then
+    .venv/bin/python -m coverage combine -q
+    .venv/bin/python -m coverage report
+else
+    .venv/bin/python -m coverage combine -q && .venv/bin/python -m coverage report || true
+fi
+exit "$status"
