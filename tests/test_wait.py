@@ -19,7 +19,11 @@ def test_database_down_at_start_then_up(own_cluster: Cluster) -> None:
     unavailable = result.named("database_unavailable")
     assert len(unavailable) >= 2
     assert [e["attempt"] for e in unavailable] == list(range(1, len(unavailable) + 1))
-    assert all("Connection refused" in e["error"] and e["retry_in_s"] <= 1.0 for e in unavailable)
+    # Before the start; attempts while the server starts up may meet it half-way ("the
+    # database system is starting up"), which heals too.
+    errors = [e["error"] for e in unavailable]
+    assert all("Connection refused" in error for error in errors[:2]), errors
+    assert all(e["retry_in_s"] <= 1.0 for e in unavailable)
     ready = result.one("database_ready")
     assert ready["attempts"] == len(unavailable) + 1
     assert Database(own_cluster, "postgres").version() == [HEAD]
