@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 from migrator import __version__, interrupts
-from migrator.errors import Interrupted, UsageError
+from migrator.errors import UsageError
 from migrator.job import COMMANDS, Outcome, Request
 from migrator.logs import Log
 from migrator.report import report
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         secrets, path = settings.secrets, settings.termination_log
         log = Log(fmt=settings.log_format, level=settings.log_level, secrets=secrets, stream=stream)
         _run(request, settings, log, outcome)
-    except (Exception, Interrupted) as error:
+    except BaseException as error:  # whatever it is, it ends in the one final event
         failure = error
     finally:
         interrupts.shield()  # a late signal must not cut the final event short

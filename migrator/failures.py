@@ -56,9 +56,9 @@ def translated(scene: Scene) -> Iterator[None]:
     """Errors of the body, named by the first rule that recognises them."""
     try:
         yield
-    except MigrateError:
+    except (MigrateError, Interrupted, GeneratorExit):
         raise
-    except Exception as error:
+    except BaseException as error:  # a revision's sys.exit() or KeyboardInterrupt too
         for rule in RULES:
             named = rule(error, scene)
             if named is not None:
@@ -66,19 +66,19 @@ def translated(scene: Scene) -> Iterator[None]:
         raise
 
 
-def _interrupted(error: Exception, _: Scene) -> BaseException | None:
+def _interrupted(error: BaseException, _: Scene) -> BaseException | None:
     # The statement failed because the watcher cancelled it: we were asked to stop.
     signum = interrupts.received()
     return None if signum is None else Interrupted(signum)
 
 
-def _cannot_connect(error: Exception, _: Scene) -> BaseException | None:
+def _cannot_connect(error: BaseException, _: Scene) -> BaseException | None:
     if isinstance(error, ConnectFailed) and not error.heals:
         return DatabaseRejected(f"cannot connect, and waiting will not help: {error}")
     return None
 
 
-def _ddl_timeout(error: Exception, scene: Scene) -> BaseException | None:
+def _ddl_timeout(error: BaseException, scene: Scene) -> BaseException | None:
     running = scene.running()
     kind = scene.backend.classify(error) if scene.backend else None
     if running is None or kind not in ("lock_timeout", "statement_timeout"):
@@ -93,7 +93,7 @@ def _ddl_timeout(error: Exception, scene: Scene) -> BaseException | None:
     return DDLTimeout(message, kind=kind, revision=revision, direction=running["direction"])
 
 
-def _connection_lost(error: Exception, scene: Scene) -> BaseException | None:
+def _connection_lost(error: BaseException, scene: Scene) -> BaseException | None:
     invalidated = getattr(error, "connection_invalidated", False)
     gone = scene.backend is not None and scene.raw is not None and scene.backend.lost(scene.raw)
     if not (invalidated or gone):
@@ -107,7 +107,7 @@ def _connection_lost(error: Exception, scene: Scene) -> BaseException | None:
     )
 
 
-def _revision_failed(error: Exception, scene: Scene) -> BaseException | None:
+def _revision_failed(error: BaseException, scene: Scene) -> BaseException | None:
     running = scene.running()
     if running is None:
         return None
@@ -120,7 +120,7 @@ def _revision_failed(error: Exception, scene: Scene) -> BaseException | None:
     )
 
 
-def _alembic_revision(error: Exception, scene: Scene) -> BaseException | None:
+def _alembic_revision(error: BaseException, scene: Scene) -> BaseException | None:
     """Alembic's revision errors, in our terms; several heads say what would be accepted."""
     if "alembic" not in sys.modules:  # Alembic cannot have raised it
         return None
@@ -147,7 +147,7 @@ def _alembic_revision(error: Exception, scene: Scene) -> BaseException | None:
     return None
 
 
-def _unreadable(error: Exception, scene: Scene) -> BaseException | None:  # noqa: PLR0911 - a table
+def _unreadable(error: BaseException, scene: Scene) -> BaseException | None:  # noqa: PLR0911 - a table
     """alembic.ini, or a script it leads to, that cannot be read or loaded: the user's to fix.
 
     Otherwise a typo in a revision file or an unreadable ini ends as exit 1 ("a bug in the
@@ -178,7 +178,7 @@ def _unreadable(error: Exception, scene: Scene) -> BaseException | None:  # noqa
     return None
 
 
-def _project_code(error: Exception, scene: Scene) -> BaseException | None:
+def _project_code(error: BaseException, scene: Scene) -> BaseException | None:
     culprit = _project_file(error, scene.scripts)
     if culprit is None:
         return None
@@ -189,7 +189,7 @@ def _project_code(error: Exception, scene: Scene) -> BaseException | None:
     )
 
 
-def _refused(error: Exception, scene: Scene) -> BaseException | None:
+def _refused(error: BaseException, scene: Scene) -> BaseException | None:
     if scene.backend is not None and scene.backend.classify(error) == "refused":
         return DatabaseRejected(f"the database refused a query: {describe(error)}")
     return None
@@ -197,7 +197,7 @@ def _refused(error: Exception, scene: Scene) -> BaseException | None:
 
 # Most specific first: a signal explains any error after it; a revision in flight explains the
 # rest of a run's errors, unless the connection itself went away.
-RULES: tuple[Callable[[Exception, Scene], BaseException | None], ...] = (
+RULES: tuple[Callable[[BaseException, Scene], BaseException | None], ...] = (
     _interrupted,
     _cannot_connect,
     _ddl_timeout,

@@ -225,3 +225,25 @@ def test_stamp_without_purge_over_an_unknown_version_points_to_purge(db: Databas
     assert_usage_error(run_job("stamp", HEAD, env=env), "feedfacecafe", "stamp --purge")
     assert_usage_error(run_job("upgrade", "--purge", env=env), "--purge applies to stamp only")
     assert db.version() == ["feedfacecafe"]
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "raise KeyboardInterrupt"])
+def test_a_revision_that_exits_fails_the_run_and_is_rolled_back(
+    project: Path, db: Database, exit_call: str
+) -> None:
+    """SystemExit and KeyboardInterrupt are BaseExceptions: a revision raising one must not end
+    the job with exit 0 and no final event."""
+    add_revision(
+        project,
+        "aaaa00000001",
+        HEAD,
+        f"import sys\nop.create_table('t', sa.Column('id', sa.Integer))\n{exit_call}",
+    )
+    env = job_env(db.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    result = run_job("upgrade", "head", env=env)
+    assert result.code == 5, result.stdout
+    failed = result.one("failed")
+    assert failed is result.final
+    assert failed["revision"] == "aaaa00000001"
+    assert db.version() == [HEAD], "the revision before it stays committed, this one rolled back"
+    assert "t" not in db.tables()
