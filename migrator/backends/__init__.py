@@ -103,8 +103,6 @@ class Watch:
 class Backend:
     """One kind of database. Subclasses override what their server does differently."""
 
-    dialect = ""
-
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         """One attempt at a connection; ConnectFailed says why it failed."""
         raise NotImplementedError

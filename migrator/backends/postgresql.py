@@ -109,8 +109,6 @@ def lock_channel(key: int) -> str:
 
 
 class PostgreSQL(Backend):
-    dialect = "postgresql"
-
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         options: dict[str, Any] = {
             # libpq takes whole seconds; rounding up never makes a short timeout shorter.

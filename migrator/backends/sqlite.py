@@ -19,8 +19,6 @@ from migrator.urls import DatabaseURL
 
 
 class SQLite(Backend):
-    dialect = "sqlite"
-
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         path = database.sqlite_file or ":memory:"
         try:

@@ -200,10 +200,6 @@ OFF_BY_DEFAULT: dict[str, str] = {
 }
 
 
-def rule_for(name: str) -> Rule | None:
-    return RULES.get(name)
-
-
 @dataclass(frozen=True)
 class Finding:
     """One problem in one revision; `line` is in the revision file, where it can be found."""
