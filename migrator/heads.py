@@ -11,11 +11,11 @@ knows what they say.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 
+from migrator.digest import sha256
 from migrator.ini import AlembicIni, config_files
 
 FILENAME = "heads.json"
@@ -87,7 +87,7 @@ def _revision_files(ini: AlembicIni) -> list[str] | None:
 
 def _digest(files: list[str]) -> str:
     """SHA-256 over the files' names and bytes: any added, removed or edited file changes it."""
-    digest = hashlib.sha256()
+    digest = sha256()
     for path in files:
         with open(path, "rb") as file:
             content = file.read()

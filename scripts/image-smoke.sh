@@ -383,7 +383,7 @@ check_noop() {
     fi
     # ...and stays as lean in the image's Python as tests/test_fast_path.py checks here.
     local avoided
-    avoided=$(grep -E '\| +(pathlib|dataclasses|tenacity|structlog)$' \
+    avoided=$(grep -E '\| +(pathlib|dataclasses|tenacity|structlog|_hashlib)$' \
         "$log/noop-imports.err" || true)
     if [ -n "$avoided" ]; then
         say "the no-op imported modules it avoids on purpose: $avoided"

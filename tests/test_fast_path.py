@@ -73,6 +73,7 @@ HEAVY = {"sqlalchemy", "alembic"}
 # Cheaper, but each still a few milliseconds of a run that costs ~0.1 s (see bench/RESULTS.md):
 # `_ssl` is Python's TLS (libpq has its own), the others are avoided on purpose in migrator/.
 AVOIDED = {"_ssl", "socket", "dataclasses", "inspect", "shutil", "structlog", "tenacity", "pathlib"}
+AVOIDED |= {"_hashlib"}  # migrator/digest.py: OpenSSL's libcrypto is 3.5 MiB of RSS
 
 
 def test_nothing_to_do_imports_neither_sqlalchemy_nor_alembic(db: Database) -> None:

@@ -11,7 +11,6 @@ holder NOTIFYs as it releases the lock, so waiters wake at once instead of at th
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw, Watch
+from migrator.digest import sha256
 from migrator.errors import ConfigError, LockNotHeld
 from migrator.urls import DatabaseURL
 
@@ -99,7 +99,7 @@ def application_name() -> str:
 
 def lock_key(name: str) -> int:
     """The signed 64-bit advisory lock key for a lock name (stable across runs and hosts)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def lock_channel(key: int) -> str:
