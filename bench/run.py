@@ -1018,8 +1018,19 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--iterations must be at least 1")
     python = os.path.relpath(sys.executable, Path.cwd()) if sys.executable else "python"
     script = os.path.relpath(__file__, Path.cwd())
-    args.command = shlex.join([python, script, *argv])
+    args.command = shlex.join([python, script, *_without_note(argv)])
     return args
+
+
+def _without_note(argv: Sequence[str]) -> list[str]:
+    """The command as shown: the note's text is printed below it, once is enough."""
+    shown = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--note" and i + 1 < len(argv):
+            shown[i + 1] = "<the note>"
+        elif arg.startswith("--note="):
+            shown[i] = "--note=<the note>"
+    return shown
 
 
 def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: Any) -> str:
