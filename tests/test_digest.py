@@ -12,8 +12,9 @@ MIGRATE = "3bc801a33ea83df414e1aeb962a52412835be99db28668ec25de73fdd4733804"
 
 
 def _run(script: str) -> str:
+    # -S: no site hooks, so nothing but the script can load hashlib (coverage's .pth would).
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-S", "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
