@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import tenacity
+import structlog
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -212,7 +212,7 @@ def test_the_venv_is_byte_compiled_at_build_time_as_the_dockerfile_does_it(tmp_p
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site,) = venv.glob("lib/python3*/site-packages")
     shutil.copytree(
-        Path(tenacity.__file__).parent, site / "tenacity", ignore=shutil.ignore_patterns("*.pyc")
+        Path(structlog.__file__).parent, site / "structlog", ignore=shutil.ignore_patterns("*.pyc")
     )
     install = build_step("-m venv")
     after_install = [
