@@ -192,5 +192,15 @@ def _run(request: Request, settings: Settings, log: Log, outcome: Outcome) -> No
 
 
 def run() -> None:
-    """The process entry point: run, then exit with the code."""
-    sys.exit(main())
+    """The process entry point: run, then exit with the code.
+
+    Every line is written and every connection closed by now, so the interpreter's teardown of
+    the module graph is skipped: it costs ~12 ms of CPU, an eighth of a run with nothing to do
+    (15 runs each way, `sys.exit` 91-106 ms against `os._exit` 80-93 ms median). Nothing of the
+    job registers atexit handlers; coverage measures the job through its `_exit` patch
+    (pyproject.toml).
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
