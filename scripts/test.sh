@@ -62,6 +62,49 @@ EOF
     for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
     echo "scripts/test.sh: PostgreSQL $version and PgBouncer unpacked into $tools" >&2
 fi
+
+# MariaDB, for the MySQL backend's tests (tests/mariadb.py starts private servers on free ports).
+# mariadb-server-core and mariadb-client-core hold mariadbd, mariadb-install-db and
+# my_print_defaults; they are unpacked beside the PostgreSQL binaries rather than installed, so
+# that no package state changes. `mariadb-server` itself (which creates and starts a server on
+# port 3306) is never installed. Their dependency mariadb-common is left out: it only points
+# /etc/mysql/my.cnf somewhere, and the test servers read no option file (--no-defaults).
+have_mariadb() {
+    { [ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ]; } ||
+        { [ -x "$tools/usr/sbin/mariadbd" ] && [ -x "$tools/usr/bin/mariadb-install-db" ]; }
+}
+
+if ! have_mariadb; then
+    cat >&2 <<EOF
+scripts/test.sh: the MySQL backend's tests need MariaDB's server binaries; they are missing.
+As root, this script now runs:
+  apt-get update
+  apt-get download mariadb-server-core mariadb-client-core     (into a temporary directory)
+  apt-get satisfy --no-install-recommends "<what those two depend on, but mariadb-common>"
+  dpkg-deb -x <each of the two packages> $tools
+  useradd --system mysql     (only when there is no mysql user: the test servers run as it)
+No server is installed or started, and no configuration file is changed.
+Set MIGRATE_TEST_NO_INSTALL=1 to stop here instead, or install the tools yourself.
+EOF
+    if [ "$(id -u)" -ne 0 ] || [ -n "${MIGRATE_TEST_NO_INSTALL:-}" ]; then
+        echo "scripts/test.sh: not installing (not root, or MIGRATE_TEST_NO_INSTALL is set)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    mdebs=$(mktemp -d)
+    trap 'rm -rf "${debs:-}" "$mdebs"' EXIT
+    chown _apt "$mdebs" 2>/dev/null || true # apt-get download runs as the _apt user
+    (cd "$mdebs" && apt-get download -qq mariadb-server-core mariadb-client-core)
+    depends=$(for deb in "$mdebs"/*.deb; do dpkg-deb -f "$deb" Depends; done |
+        tr ',' '\n' | grep -v mariadb-common | paste -sd, -)
+    apt-get satisfy -y -qq --no-install-recommends "$depends" >/dev/null
+    mkdir -p "$tools"
+    for deb in "$mdebs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
+    id mysql >/dev/null 2>&1 ||
+        useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
+    echo "scripts/test.sh: MariaDB's server binaries unpacked into $tools" >&2
+fi
 export MIGRATE_TEST_TOOLS=$tools
 
 PYTHON="${PYTHON:-python3}"
