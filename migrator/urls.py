@@ -22,6 +22,11 @@ _SCHEMES = {
     "postgresql+asyncpg": "postgresql+psycopg2",
     "sqlite": "sqlite",
     "sqlite+pysqlite": "sqlite",
+    # MariaDB speaks MySQL's protocol; PyMySQL (pure Python, no C build) serves both.
+    "mysql": "mysql+pymysql",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mariadb+pymysql": "mysql+pymysql",
 }
 
 # The shape of a URL in the job's own messages: never masked (a real URL cannot contain it:
@@ -63,34 +68,26 @@ def parse_database_url(url: str, *, source: str = "DATABASE_URL") -> DatabaseURL
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(
-            f"{source} is not a URL: expected postgresql://user:password@host:port/dbname "
-            "or sqlite:///path/to/file.db"
+            f"{source} is not a URL: expected postgresql://user:password@host:port/dbname, "
+            "mysql://user:password@host:port/dbname or sqlite:///path/to/file.db"
         )
     driver = _SCHEMES.get(scheme.lower())
     if driver is None:
         raise ConfigError(
-            f"{source} scheme {scheme!r} is not supported: use postgresql:// (psycopg2) "
-            "or sqlite://"
+            f"{source} scheme {scheme!r} is not supported: use postgresql:// (psycopg2), "
+            "mysql:// or mariadb:// (PyMySQL), or sqlite://"
         )
     if driver == "sqlite":
         return _sqlite_url(rest, source)
+    if driver == "mysql+pymysql":
+        return _mysql_url(rest, source)
     return _postgresql_url(rest, source)
 
 
 def _postgresql_url(rest: str, source: str) -> DatabaseURL:
     """A libpq URL for psycopg2 that names its server and database, and where its secrets are."""
-    normalised = f"postgresql+psycopg2://{rest}"
-    try:
-        parts = urlsplit(normalised)
-        password = parts.password
-        _ = parts.port  # raises on a port that is not a number
-    except ValueError:
-        # Not the parser's own words: they quote the piece it choked on, which may be the
-        # password itself.
-        raise ConfigError(
-            f"{source} is malformed: expected scheme://user:password@host:port/dbname with "
-            "a numeric port; percent-encode '/', '?', '#' and '@' inside the password"
-        ) from None
+    parts = _split(f"postgresql+psycopg2://{rest}", source)
+    password = parts.password
     query = _libpq_query(parts.query, source)
     given = {unquote(key): unquote(value) for key, value in query}
     missing = []
@@ -109,6 +106,32 @@ def _postgresql_url(rest: str, source: str) -> DatabaseURL:
     for key, value in query:
         if unquote(key) in SECRET_PARAMETERS:
             secrets += _secret_forms(value)
+    return _database_url(parts, query, "postgresql", secrets, source)
+
+
+def _split(url: str, source: str) -> SplitResult:
+    """The URL's parts, or a ConfigError that never quotes the URL."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.password, parts.port  # the port raises when it is not a number
+    except ValueError:
+        # Not the parser's own words: they quote the piece it choked on, which may be the
+        # password itself.
+        raise ConfigError(
+            f"{source} is malformed: expected scheme://user:password@host:port/dbname with "
+            "a numeric port; percent-encode '/', '?', '#' and '@' inside the password"
+        ) from None
+    return parts
+
+
+def _database_url(
+    parts: SplitResult,
+    query: list[tuple[str, str]],
+    dialect: str,
+    secrets: tuple[str, ...],
+    source: str,
+) -> DatabaseURL:
+    """The URL with its kept query, and its masked twin for messages."""
     parts = parts._replace(query="&".join(f"{key}={value}" for key, value in query))
     masked = parts._replace(
         query="&".join(
@@ -116,16 +139,49 @@ def _postgresql_url(rest: str, source: str) -> DatabaseURL:
             for key, value in query
         )
     )
-    if password:
+    if parts.password:
         userinfo, _, hostinfo = masked.netloc.rpartition("@")
         masked = masked._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostinfo}")
     return DatabaseURL(
         url=_unsplit(parts),
-        dialect="postgresql",
+        dialect=dialect,
         redacted=_unsplit(masked),
         secrets=tuple(sorted(set(secrets), key=len, reverse=True)),
         source=source,
     )
+
+
+# What the job passes on to PyMySQL from a MySQL URL's query (SQLAlchemy's mysql+pymysql
+# dialect reads the same names); anything else is refused by name rather than half-applied.
+MYSQL_PARAMETERS = frozenset(
+    ("charset", "unix_socket", "ssl_ca", "ssl_cert", "ssl_key", "ssl_check_hostname")
+)
+
+
+def _mysql_url(rest: str, source: str) -> DatabaseURL:
+    """A PyMySQL URL that names its server and database, and where its password is."""
+    parts = _split(f"mysql+pymysql://{rest}", source)
+    query = []
+    for item in parts.query.split("&") if parts.query else ():
+        key, equals, value = item.partition("=")
+        if not equals or unquote(key) not in MYSQL_PARAMETERS:
+            raise ConfigError(
+                f"{source}: query parameter {unquote(key)!r} is not one the job passes to "
+                f"PyMySQL: use name=value, one of {', '.join(sorted(MYSQL_PARAMETERS))}"
+            )
+        query.append((key, value))
+    missing = []
+    if not (parts.hostname or any(unquote(key) == "unix_socket" for key, _ in query)):
+        missing.append("host (nor ?unix_socket=)")
+    if not unquote(parts.path.lstrip("/")):
+        missing.append("database name")
+    if missing:
+        # The driver would pick localhost and no database: a server and database nobody named.
+        raise ConfigError(
+            f"{source} names no {' and no '.join(missing)}: expected "
+            "mysql://user:password@host:port/dbname"
+        )
+    return _database_url(parts, query, "mysql", _secret_forms(parts.password), source)
 
 
 # What libpq (17, the version psycopg2's wheel ships) accepts in a URL's query; anything else it
