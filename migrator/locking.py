@@ -49,7 +49,7 @@ def migration_lock(
         return
     try:
         lock.verify()
-        log.info("lock_acquired", lock=name, waited_s=seconds)
+        log.info("lock_acquired", lock=name, key=lock.key, waited_s=seconds)
         yield seconds
     except BaseException:
         _release(lock, name, log)
@@ -107,6 +107,7 @@ class _Waiting:
             self.log.info(
                 "lock_waiting",
                 lock=self.name,
+                key=self.lock.key,
                 holder=holder,
                 waited_s=round(time.monotonic() - self.started, 3),
                 timeout_s=self.timeout,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from migrator.heads import write as write_heads
+from tests.mariadb import MariaDB
 from tests.pgcluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,3 +273,53 @@ def add_revision(
         "branch_labels = None\ndepends_on = None\n\n\n"
         f"def upgrade():\n    {body}\n\n\ndef downgrade():\n    {back}\n"
     )
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """A private MariaDB server shared by the session; faults use `own_mariadb`."""
+    server = MariaDB()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def own_mariadb() -> Iterator[MariaDB]:
+    """A MariaDB server of the test's own, initialised but not started: the test controls it."""
+    server = MariaDB()
+    yield server
+    server.destroy()
+
+
+@dataclass
+class MySQLDatabase:
+    server: MariaDB
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.name)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        connection = self.server.connect(self.name)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params or None)
+                return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            connection.close()
+
+    def tables(self) -> set[str]:
+        return {row[0] for row in self.query("SHOW TABLES")}
+
+    def version(self) -> list[str]:
+        if "alembic_version" not in self.tables():
+            return []
+        return sorted(row[0] for row in self.query("SELECT version_num FROM alembic_version"))
+
+
+@pytest.fixture
+def mdb(mariadb: MariaDB) -> MySQLDatabase:
+    """A fresh database on the session's MariaDB server."""
+    return MySQLDatabase(mariadb, mariadb.create_database())

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from migrator.urls import DatabaseURL
 
-Raw = Any  # a DB-API connection: psycopg2's or sqlite3's
+Raw = Any  # a DB-API connection: psycopg2's, PyMySQL's or sqlite3's
 
 
 class ConnectFailed(Exception):
@@ -54,6 +54,7 @@ class Lock:
     """The migration lock on one connection; the steps of acquiring it are locking.py's."""
 
     LONGEST_PAUSE = 1.0  # seconds between polls, at most
+    key: object = None  # what the server calls the lock, where that differs from its name
 
     def try_acquire(self) -> bool:
         raise NotImplementedError
@@ -103,6 +104,18 @@ class Watch:
 class Backend:
     """One kind of database. Subclasses override what their server does differently."""
 
+    # Whether DDL commits by itself (MySQL): a revision that fails halfway then leaves its
+    # earlier statements applied, and the job records that (halfapplied.py).
+    commits_ddl = False
+
+    def quote(self, identifier: str) -> str:
+        """An identifier as the server's SQL quotes it."""
+        return f'"{identifier}"'
+
+    def commits_before(self, statement: str) -> bool:
+        """Whether the server commits the open transaction before (and with) this statement."""
+        return False
+
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         """One attempt at a connection; ConnectFailed says why it failed."""
         raise NotImplementedError
@@ -115,7 +128,7 @@ class Backend:
 
     def read_versions(self, raw: Raw, table: VersionTable) -> list[str]:
         """The revisions in the version table, committed state; [] when there is none yet."""
-        quoted = ".".join(f'"{part}"' for part in filter(None, (table.schema, table.name)))
+        quoted = ".".join(map(self.quote, filter(None, (table.schema, table.name))))
         cursor = raw.cursor()
         try:
             cursor.execute(f"SELECT version_num FROM {quoted}")

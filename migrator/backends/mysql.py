@@ -1,0 +1,232 @@
+"""MySQL and MariaDB through PyMySQL: the connection, the named lock, limits, error meanings.
+
+The lock is `GET_LOCK` taken on the very connection that runs the migrations: a named lock
+lives as long as its session, so if the runner dies the server frees it, and it can never
+outlive the work it protects (a lock on a second connection could be lost while the migrations
+go on). MySQL caps lock names at 64 characters: the name is a short hash of the job's lock name,
+and both are logged. Nothing wakes a waiter when the holder lets go, so waiters poll, with the
+same backoff as on PostgreSQL and a shorter ceiling.
+
+DDL commits implicitly on MySQL (`commits_ddl`): see migrator/halfapplied.py for what the job
+does when a revision fails halfway.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pymysql
+import pymysql.connections
+
+from migrator.backends import Backend, ConnectFailed, Limits, Lock, Raw
+from migrator.digest import sha256
+from migrator.errors import DatabaseRejected, LockNotHeld
+from migrator.urls import DatabaseURL
+
+# Connection errors that repeat on every attempt: access denied (1045, 1698), no such database
+# (1049), no access to it (1044), a host not allowed (1130), a bad character set (1115, 2019).
+# Everything else (2003 can't connect, 2005 unknown host, 2013 lost, 1040 too many connections,
+# 1053 shutting down) can heal while the server comes up, and is waited out.
+_PERMANENT = frozenset((1044, 1045, 1049, 1115, 1130, 1698, 2019))
+
+# Error numbers, by what they mean to the job.
+_MEANINGS = {
+    1146: "missing_table",  # ER_NO_SUCH_TABLE
+    # ER_LOCK_WAIT_TIMEOUT: a metadata lock (lock_wait_timeout) or a row lock
+    # (innodb_lock_wait_timeout) not granted in time.
+    1205: "lock_timeout",
+    1969: "statement_timeout",  # MariaDB: max_statement_time exceeded
+    3024: "statement_timeout",  # MySQL: max_execution_time exceeded
+}
+# Privileges and missing objects no retry changes: database, table, column, routine access
+# denied, a privilege missing, an unknown database.
+_REFUSED = frozenset((1044, 1045, 1049, 1142, 1143, 1227, 1370))
+
+# Statements after which MySQL has committed: DDL and the account and lock statements commit
+# the open transaction before they run, and themselves (MySQL manual, "Statements That Cause an
+# Implicit Commit"). CREATE TEMPORARY TABLE is the exception.
+_COMMITS = re.compile(
+    r"\s*(?!create\s+temporary\b)(create|alter|drop|rename|truncate|grant|revoke|lock\s+tables"
+    r"|unlock\s+tables|analyze|optimize|repair|install|uninstall)\b",
+    re.IGNORECASE,
+)
+
+# A year, MySQL's default lock_wait_timeout: what "no limit" (0) means to the server.
+_NO_LIMIT = 31536000
+LOCK_PREFIX = "migrate_job_"
+
+
+def lock_key(name: str) -> str:
+    """The server's lock name for a lock name: stable, and within MySQL's 64 characters."""
+    return LOCK_PREFIX + sha256(name.encode()).hexdigest()[:40]
+
+
+class _Connection(pymysql.connections.Connection):  # type: ignore[misc]
+    """PyMySQL's connection, keeping how it was opened: the canceller opens a second one."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        super().__init__(**options)
+
+
+def _options(database: DatabaseURL, timeout: float) -> dict[str, Any]:
+    parts = urlsplit(database.url)
+    query = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = {
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": unquote(parts.path.lstrip("/")),
+        "charset": query.pop("charset", "utf8mb4"),
+        "connect_timeout": max(1, round(timeout)),
+        "autocommit": False,
+    }
+    if "unix_socket" in query:
+        options["unix_socket"] = query.pop("unix_socket")
+    ssl = {key.removeprefix("ssl_"): value for key, value in query.items()}
+    if ssl:
+        if "check_hostname" in ssl:
+            ssl["check_hostname"] = ssl["check_hostname"].lower() in ("1", "true", "yes")
+        options["ssl"] = ssl
+    return options
+
+
+class MySQL(Backend):
+    commits_ddl = True
+
+    def quote(self, identifier: str) -> str:
+        return f"`{identifier.replace('`', '``')}`"
+
+    def commits_before(self, statement: str) -> bool:
+        return bool(_COMMITS.match(statement))
+
+    def connect(self, database: DatabaseURL, timeout: float) -> Raw:
+        try:
+            return _Connection(**_options(database, timeout))
+        except pymysql.err.MySQLError as error:
+            code = error.args[0] if error.args and isinstance(error.args[0], int) else 0
+            message = " ".join(str(error.args[-1] if error.args else error).split())
+            raise ConnectFailed(f"({code}) {message}", heals=code not in _PERMANENT) from None
+
+    def prepare(self, raw: Raw) -> None:
+        # Galera (MariaDB Cluster, Percona XtraDB Cluster) keeps GET_LOCK on the node that took
+        # it: a runner connected to another node takes "the same" lock at the same time, and
+        # both migrate. No lock the job can take there is proven safe, so it refuses.
+        with raw.cursor() as cursor:
+            cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+            row = cursor.fetchone()
+        raw.rollback()
+        if row and str(row[1]).upper() == "ON":
+            raise DatabaseRejected(
+                "the server is a Galera cluster node (wsrep_on=ON: MariaDB Cluster or Percona "
+                "XtraDB Cluster), where GET_LOCK holds on one node only: two runners on two "
+                "nodes would both migrate. Point DATABASE_URL at one fixed node (not a load "
+                "balancer across nodes) with wsrep_on off for the migration, or run a single "
+                "migration job (parallelism: 1, no concurrent deploys)",
+                wsrep_on=True,
+            )
+
+    def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
+        return NamedLock(raw, name)
+
+    def canceller(self, raw: Raw) -> Callable[[], None]:
+        thread_id, options = raw.thread_id(), raw.options
+
+        def cancel() -> None:
+            # KILL QUERY from a second connection stops the statement and keeps the session
+            # (and its lock) for the rollback and release that follow.
+            other = pymysql.connect(**{**options, "connect_timeout": 3, "autocommit": True})
+            try:
+                with other.cursor() as cursor:
+                    cursor.execute(f"KILL QUERY {int(thread_id)}")
+            finally:
+                other.close()
+
+        return cancel
+
+    def lost(self, raw: Raw) -> bool:
+        return not raw.open
+
+    def classify(self, error: BaseException) -> str | None:
+        driver_error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's
+        args = getattr(driver_error, "args", ())
+        if not isinstance(driver_error, pymysql.err.MySQLError) or not args:
+            return None
+        code = args[0]
+        if code in _MEANINGS:
+            return _MEANINGS[code]
+        return "refused" if code in _REFUSED else None
+
+    def apply_limits(self, connection: Any, limits: Limits, own: object) -> None:
+        from migrator.backends import UNSET
+
+        lock = limits.ddl_lock_timeout if own is UNSET else float(own or 0)  # type: ignore[arg-type]
+        # Whole seconds, at least one (the servers' unit), from validated floats.
+        wait = max(1, round(lock)) if lock else _NO_LIMIT
+        connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {wait}")
+        connection.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {wait}")
+        # These bound SELECT statements only: neither server stops DDL on them.
+        if connection.dialect.is_mariadb:
+            seconds = f"{limits.statement_timeout:.3f}"
+            connection.exec_driver_sql(f"SET SESSION max_statement_time = {seconds}")
+        else:
+            millis = int(limits.statement_timeout * 1000)
+            connection.exec_driver_sql(f"SET SESSION max_execution_time = {millis}")
+
+
+class NamedLock(Lock):
+    # Nothing wakes a waiter: polling is all there is, so it is more frequent than PostgreSQL's.
+    LONGEST_PAUSE = 0.5
+
+    def __init__(self, raw: Raw, name: str) -> None:
+        self._raw = raw
+        self.key = lock_key(name)
+
+    def gone(self) -> bool:
+        return not self._raw.open
+
+    def _row(self, sql: str) -> dict[str, Any] | None:
+        with self._raw.cursor() as cursor:
+            cursor.execute(sql, (self.key,))
+            row = cursor.fetchone()
+            names = [column[0] for column in cursor.description or ()]
+        # At once: a waiter must hold no transaction (and no snapshot, no metadata lock).
+        self._raw.rollback()
+        return dict(zip(names, row, strict=True)) if row else None
+
+    def _value(self, sql: str) -> Any:
+        row = self._row(sql)
+        return next(iter(row.values())) if row else None
+
+    def try_acquire(self) -> bool:
+        return self._value("SELECT GET_LOCK(%s, 0)") == 1
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def verify(self) -> None:
+        if not self._value("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"):
+            raise LockNotHeld(
+                f"the named lock {self.key} just taken is not held by this database session: "
+                "a proxy multiplexes the connection (ProxySQL with multiplexing on for this "
+                "user?). Migrate through a direct connection."
+            )
+
+    def holder(self) -> dict[str, Any] | None:
+        return self._row(
+            "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, p.COMMAND AS command,"
+            " p.TIME AS time_s FROM information_schema.PROCESSLIST p"
+            " WHERE p.ID = IS_USED_LOCK(%s)"
+        )
+
+    def release(self) -> bool:
+        self._raw.rollback()
+        return self._value("SELECT RELEASE_LOCK(%s)") == 1
+
+
+BACKEND = MySQL()
