@@ -97,7 +97,9 @@ class MariaDB:
                 time.sleep(0.05)  # a readiness poll, not an assertion
         with self.admin() as cursor:
             # `%%`: the driver formats the statement with the password as its one parameter.
-            cursor.execute(f"CREATE USER IF NOT EXISTS '{USER}'@'%%' IDENTIFIED BY %s", (self.password,))
+            cursor.execute(
+                f"CREATE USER IF NOT EXISTS '{USER}'@'%%' IDENTIFIED BY %s", (self.password,)
+            )
             cursor.execute(f"GRANT ALL ON *.* TO '{USER}'@'%'")
 
     def stop(self) -> None:
