@@ -78,6 +78,16 @@ def _cannot_connect(error: BaseException, _: Scene) -> BaseException | None:
     return None
 
 
+def _undone(scene: Scene) -> str:
+    """What became of a failed revision's statements."""
+    if scene.backend is None or scene.backend.transactional_ddl:
+        return "was rolled back"
+    return (
+        "stopped; the server commits each DDL statement as it runs, so the statements before "
+        "the failure may remain applied: check the schema before rerunning"
+    )
+
+
 def _ddl_timeout(error: BaseException, scene: Scene) -> BaseException | None:
     running = scene.running()
     kind = scene.backend.classify(error) if scene.backend else None
@@ -85,10 +95,10 @@ def _ddl_timeout(error: BaseException, scene: Scene) -> BaseException | None:
         return None
     revision = running["revision"]
     message = (
-        f"revision {revision} hit lock_timeout and was rolled back: another transaction holds "
+        f"revision {revision} hit lock_timeout and {_undone(scene)}: another transaction holds "
         "a lock on a table it changes"
         if kind == "lock_timeout"
-        else f"revision {revision} ran past MIGRATE_STATEMENT_TIMEOUT and was rolled back"
+        else f"revision {revision} ran past MIGRATE_STATEMENT_TIMEOUT and {_undone(scene)}"
     )
     return DDLTimeout(message, kind=kind, revision=revision, direction=running["direction"])
 
@@ -112,8 +122,8 @@ def _revision_failed(error: BaseException, scene: Scene) -> BaseException | None
     if running is None:
         return None
     return MigrationFailed(
-        f"revision {running['revision']} ({running['direction']}) failed and was rolled "
-        f"back: {error.__class__.__name__}: {describe(error)}",
+        f"revision {running['revision']} ({running['direction']}) failed and {_undone(scene)}: "
+        f"{error.__class__.__name__}: {describe(error)}",
         revision=running["revision"],
         down_revision=running["down_revision"],
         direction=running["direction"],

@@ -45,7 +45,7 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["upgrade"], {"MIGRATE_LOG_FORMAT": "xml"}, ["MIGRATE_LOG_FORMAT", "json"]),
         (["upgrade"], {"MIGRATE_LOG_LEVEL": "loud"}, ["MIGRATE_LOG_LEVEL", "debug"]),
         (["upgrade"], {"ALEMBIC_CONFIG": "/nope/alembic.ini"}, ["ALEMBIC_CONFIG"]),
-        (["upgrade"], {"DATABASE_URL": "mysql://u@h/db"}, ["'mysql' is not supported"]),
+        (["upgrade"], {"DATABASE_URL": "oracle://u@h/db"}, ["'oracle' is not supported"]),
         (["upgrade"], {"DATABASE_URL": "just-a-hostname"}, ["not a URL"]),
         (
             ["upgrade"],
@@ -82,9 +82,9 @@ def test_bad_input_is_a_usage_error(args, env, fragments) -> None:
         (["upgrade", "--ddl-retries", "many"], {}, "--ddl-retries 'many'", "MIGRATE_DDL"),
         (["upgrade", "--alembic-config", "/nope.ini"], {}, "--alembic-config:", "ALEMBIC_CONFIG"),
         (
-            ["upgrade", "--database-url", "mysql://u@h/db"],
+            ["upgrade", "--database-url", "oracle://u@h/db"],
             {"DATABASE_URL": None},
-            "--database-url scheme 'mysql'",
+            "--database-url scheme 'oracle'",
             "DATABASE_URL",
         ),
     ],

@@ -22,4 +22,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "mysql":
+        # InnoDB serves the tasks.project_id foreign key with this index (it dropped its own
+        # when this one was made) and refuses to drop it (error 1553): give it one back first.
+        op.create_index("ix_tasks_project_id", "tasks", ["project_id"])
     op.drop_index(op.f("ix_tasks_project_id_status"), table_name="tasks")

@@ -54,7 +54,7 @@ class Lock:
     """The migration lock on one connection; the steps of acquiring it are locking.py's."""
 
     LONGEST_PAUSE = 1.0  # seconds between polls, at most
-    key: object = None  # what the server calls the lock, where that differs from its name
+    key: Any = None  # what the server calls the lock, where that differs from its name
 
     def try_acquire(self) -> bool:
         raise NotImplementedError
@@ -104,17 +104,13 @@ class Watch:
 class Backend:
     """One kind of database. Subclasses override what their server does differently."""
 
-    # Whether DDL commits by itself (MySQL): a revision that fails halfway then leaves its
-    # earlier statements applied, and the job records that (halfapplied.py).
-    commits_ddl = False
+    # Whether a failed revision's transaction takes its DDL back with it (not on MySQL, where
+    # each DDL statement commits as it runs).
+    transactional_ddl = True
 
     def quote(self, identifier: str) -> str:
         """An identifier as the server's SQL quotes it."""
         return f'"{identifier}"'
-
-    def commits_before(self, statement: str) -> bool:
-        """Whether the server commits the open transaction before (and with) this statement."""
-        return False
 
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         """One attempt at a connection; ConnectFailed says why it failed."""

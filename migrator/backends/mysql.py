@@ -7,13 +7,12 @@ go on). MySQL caps lock names at 64 characters: the name is a short hash of the 
 and both are logged. Nothing wakes a waiter when the holder lets go, so waiters poll, with the
 same backoff as on PostgreSQL and a shorter ceiling.
 
-DDL commits implicitly on MySQL (`commits_ddl`): see migrator/halfapplied.py for what the job
-does when a revision fails halfway.
+DDL commits implicitly on MySQL (`transactional_ddl = False`): a revision that fails halfway
+leaves its earlier statements applied, and the `failed` event says so instead of "rolled back".
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,15 +44,6 @@ _MEANINGS = {
 # Privileges and missing objects no retry changes: database, table, column, routine access
 # denied, a privilege missing, an unknown database.
 _REFUSED = frozenset((1044, 1045, 1049, 1142, 1143, 1227, 1370))
-
-# Statements after which MySQL has committed: DDL and the account and lock statements commit
-# the open transaction before they run, and themselves (MySQL manual, "Statements That Cause an
-# Implicit Commit"). CREATE TEMPORARY TABLE is the exception.
-_COMMITS = re.compile(
-    r"\s*(?!create\s+temporary\b)(create|alter|drop|rename|truncate|grant|revoke|lock\s+tables"
-    r"|unlock\s+tables|analyze|optimize|repair|install|uninstall)\b",
-    re.IGNORECASE,
-)
 
 # A year, MySQL's default lock_wait_timeout: what "no limit" (0) means to the server.
 _NO_LIMIT = 31536000
@@ -88,7 +78,7 @@ def _options(database: DatabaseURL, timeout: float) -> dict[str, Any]:
     }
     if "unix_socket" in query:
         options["unix_socket"] = query.pop("unix_socket")
-    ssl = {key.removeprefix("ssl_"): value for key, value in query.items()}
+    ssl: dict[str, Any] = {key.removeprefix("ssl_"): value for key, value in query.items()}
     if ssl:
         if "check_hostname" in ssl:
             ssl["check_hostname"] = ssl["check_hostname"].lower() in ("1", "true", "yes")
@@ -97,13 +87,10 @@ def _options(database: DatabaseURL, timeout: float) -> dict[str, Any]:
 
 
 class MySQL(Backend):
-    commits_ddl = True
+    transactional_ddl = False
 
     def quote(self, identifier: str) -> str:
         return f"`{identifier.replace('`', '``')}`"
-
-    def commits_before(self, statement: str) -> bool:
-        return bool(_COMMITS.match(statement))
 
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         try:
@@ -204,7 +191,7 @@ class NamedLock(Lock):
         return next(iter(row.values())) if row else None
 
     def try_acquire(self) -> bool:
-        return self._value("SELECT GET_LOCK(%s, 0)") == 1
+        return bool(self._value("SELECT GET_LOCK(%s, 0)") == 1)
 
     def pause(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -226,7 +213,7 @@ class NamedLock(Lock):
 
     def release(self) -> bool:
         self._raw.rollback()
-        return self._value("SELECT RELEASE_LOCK(%s)") == 1
+        return bool(self._value("SELECT RELEASE_LOCK(%s)") == 1)
 
 
 BACKEND = MySQL()
