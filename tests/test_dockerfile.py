@@ -121,9 +121,7 @@ def test_the_lint_target_is_the_migration_image_with_squawk() -> None:
         ("CMD", '["lint"]'),
     ]
     install = " ".join(args for keyword, args in stage("squawk") if keyword == "RUN")
-    flags = ("--require-hashes", "--no-deps", "--only-binary=:all:", "-r /tmp/requirements-lint.lock")
-    for flag in flags:
-        assert flag in install
+    assert_installs_with_hashes(install, "requirements-lint.lock")
     assert ("COPY", "requirements-lint.lock /tmp/requirements-lint.lock") in stage("squawk")
     # Nothing else takes from the squawk stage: the migration image stays within its budget.
     takers = [
@@ -290,11 +288,15 @@ def test_final_stage_copies_only_the_venv_and_the_app() -> None:
     assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /app /app"]
 
 
+def assert_installs_with_hashes(install: str, lock: str) -> None:
+    """Wheels only, nothing resolved, every hash checked: the lock is all that is installed."""
+    for flag in ("--require-hashes", "--no-deps", "--only-binary=:all:", f"-r /tmp/{lock}"):
+        assert flag in install
+
+
 def test_dependencies_are_installed_from_the_lock_with_hashes() -> None:
     install = next(args for keyword, args in instructions(DOCKERFILE) if "pip install" in args)
-    flags = ("--require-hashes", "--no-deps", "--only-binary=:all:", "-r /tmp/requirements.lock")
-    for flag in flags:
-        assert flag in install
+    assert_installs_with_hashes(install, "requirements.lock")
     assert "pip uninstall --yes pip setuptools wheel" in install
 
 
