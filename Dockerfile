@@ -6,6 +6,12 @@
 #   docker run --rm --read-only --cap-drop ALL --security-opt no-new-privileges \
 #       -e DATABASE_URL=postgresql://user:pass@host/db migrate-job            # upgrade head
 #
+#   docker build --target lint -t migrate-job:lint .                          # + squawk, for `lint`
+#
+# Stages: build (the venv and /app), squawk (the lint extra), runtime (the migration image), lint
+# (runtime + squawk's binary), and last an alias of runtime, so that a build without --target
+# gives the migration image, whose size budget squawk's ~25 MB would break (README: Lint).
+#
 # BASE_IMAGE must provide python3 with the venv module; CI builds from a local Debian bookworm base
 # (scripts/image-smoke.sh) because nothing can be pulled there.
 ARG BASE_IMAGE=python:3.12-slim
@@ -43,7 +49,19 @@ RUN PYTHONPATH=/app /opt/venv/bin/python -m migrator.heads /app/alembic.ini \
         /app/migrator /app/models /app/migrations
 
 
-FROM ${BASE_IMAGE}
+# squawk for the lint target only: requirements-lint.lock (scripts/lock-requirements.sh), hashes
+# checked, in a venv of its own; the lint target copies the binary alone (it links only libc).
+FROM ${BASE_IMAGE} AS squawk
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+COPY requirements-lint.lock /tmp/requirements-lint.lock
+RUN python3 -m venv /opt/squawk \
+ && /opt/squawk/bin/python -m pip install --require-hashes --no-deps --only-binary=:all: \
+        --no-compile -r /tmp/requirements-lint.lock
+
+
+FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=unknown
@@ -76,3 +94,13 @@ STOPSIGNAL SIGTERM
 # Exec form, no shell in between: the runner is PID 1 and handles SIGTERM itself (exit 143).
 ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
 CMD ["upgrade", "head"]
+
+
+# The runtime image and squawk, where `lint` looks for it (beside the venv's interpreter).
+FROM runtime AS lint
+COPY --from=squawk /opt/squawk/bin/squawk /opt/venv/bin/squawk
+CMD ["lint"]
+
+
+# Last, so that `docker build .` (no --target) builds the migration image, squawk-free.
+FROM runtime

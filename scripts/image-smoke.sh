@@ -13,8 +13,8 @@
 #   IMAGE_SMOKE_KEEP=1   keep the work directory (podman state, logs) for a post-mortem
 #
 # What it does: installs podman and friends if missing; makes a local Debian bookworm base image
-# with mmdebstrap (nothing can be pulled here); builds the Dockerfile on it; checks the image's
-# size and contents; runs upgrade / no-op / current / bad URLs / SIGTERM / await-head against
+# with mmdebstrap (nothing can be pulled here); builds the Dockerfile on it (and its lint target);
+# checks the image's size and contents; runs lint in both images; runs upgrade / no-op / current / bad URLs / SIGTERM / await-head against
 # PostgreSQL; runs compose.yaml's migrate service with podman-compose against its db service;
 # prints a table of phases and timings; removes everything it made (all podman state lives in a
 # work directory of its own). A machine that cannot run containers is a failure, never a pass.
@@ -24,6 +24,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-$root/.venv/bin/python}
 cache=${IMAGE_SMOKE_CACHE:-/var/tmp/migrate-job-smoke-cache}
 image=localhost/migrate-job:smoke
+lint_image=localhost/migrate-job:smoke-lint
 base=localhost/migrate-job-base:bookworm
 pg_image=localhost/migrate-job-postgres:smoke
 project=migratesmoke$$
@@ -245,6 +246,13 @@ build_image() {
         -t "$image" "$root" >"$log/build" 2>&1 || { tail -40 "$log/build" >&2; return 1; }
 }
 
+# The lint target: the same stages (cached) plus squawk's binary.
+build_lint_image() {
+    timeout 600 podman build --format docker --pull=never --network host \
+        --build-arg "BASE_IMAGE=$base" --target lint -t "$lint_image" "$root" \
+        >"$log/build-lint" 2>&1 || { tail -40 "$log/build-lint" >&2; return 1; }
+}
+
 sizes() {
     local size base_size added
     size=$(podman image inspect --format '{{.Size}}' "$image") || return 1
@@ -282,6 +290,7 @@ contents() {
         if python3 -m pip --version >/dev/null 2>&1; then echo "base pip still there"; exit 1; fi
         test -z "$(find / -xdev \( -name tests -path "/app/*" -o -name "*.pyc" -path "/root/*" \) -print -quit)"
         test ! -e /root/.cache
+        if command -v squawk || test -e /opt/venv/bin/squawk; then echo "squawk in the migration image"; exit 1; fi
     ' >"$log/contents" 2>&1 || { cat "$log/contents" >&2; return 1; }
 }
 
@@ -391,8 +400,8 @@ check_noop() {
     fi
 }
 
+head=""  # set by check_current, the example's head revision
 check_current() {
-    local head
     run heads 0 -- heads && json_lines heads 'last["event"] == "finished"' || return 1
     head=$("$PYTHON" - "$log/heads.out" <<'PY'
 import json, sys
@@ -445,6 +454,55 @@ check_sigterm() {
 check_await_head() {
     run await-head 0 -e "DATABASE_URL=$url" -- await-head &&
         json_lines await-head 'last["event"] == "finished"'
+}
+
+# lint in the migration image: no squawk there, so one failed event (exit 2) naming the target.
+check_lint_runtime() {
+    run lint-runtime 2 -- lint &&
+        json_lines lint-runtime 'last["event"] == "failed" and last["exit_code"] == 2 and
+            "--target lint" in last["message"]'
+}
+
+lint_sizes() {
+    local size runtime_size
+    size=$(podman image inspect --format '{{.Size}}' "$lint_image") || return 1
+    runtime_size=$(podman image inspect --format '{{.Size}}' "$image") || return 1
+    note "$(printf 'lint image size: %.1f MB; squawk adds %.1f MB to the migration image' \
+        "$(mb "$size")" "$(mb "$((size - runtime_size))")")"
+    [[ $(podman image inspect --format '{{json .Config.Cmd}}' "$lint_image") == '["lint"]' ]] ||
+        { say "the lint image's command is not lint"; return 1; }
+}
+
+# The lint image on its own example (its default command), then on a project mounted read-only
+# the way README's CI recipe mounts one: the example plus a revision with a plain CREATE INDEX on
+# an existing table.
+check_lint_image() {
+    local dir=$work/lint-project
+    run_image=$lint_image run lint-example 0 -- &&
+        json_lines lint-example 'last["event"] == "finished" and
+            any(e["event"] == "lint_summary" and e["findings"] == 0 and len(e["revisions"]) >= 5
+                for e in events)' || return 1
+    mkdir -p "$dir" && cp -r "$root/alembic.ini" "$root/migrations" "$root/models" "$dir/" || return 1
+    [[ $head =~ ^[0-9a-f]+$ ]] || { say "no head revision from check_current"; return 1; }
+    cat >"$dir/migrations/versions/badbad000001_smoke_index.py" <<PY
+from alembic import op
+
+revision = "badbad000001"
+down_revision = "$head"
+
+
+def upgrade():
+    op.create_index("ix_accounts_smoke", "accounts", ["display_name"])
+
+
+def downgrade():
+    op.drop_index("ix_accounts_smoke", table_name="accounts")
+PY
+    run_image=$lint_image run lint-bad 8 -v "$dir:/src:ro" -w /src \
+        -e ALEMBIC_CONFIG=/src/alembic.ini -- lint --since "$head" &&
+        json_lines lint-bad 'last["event"] == "failed" and last["exit_code"] == 8 and
+            [(e["revision"], e["rule"], e["line"]) for e in events if e["event"] == "lint_finding"]
+            == [("badbad000001", "require-concurrent-index-creation", 8)]'
 }
 
 # An arbitrary UID without a passwd entry (OpenShift's restricted SCC does this).
@@ -609,11 +667,15 @@ phase "base image (mmdebstrap bookworm)" base_image
 phase "can this machine run containers" can_run_containers
 phase "build the Dockerfile" build_image
 phase "size (added layers <= 50 MB)" sizes
+phase "build the lint target" build_lint_image
+phase "lint image: size, command" lint_sizes
 phase "contents: user, files, no pip/compilers" contents
 phase "PostgreSQL (tests/pgcluster.py)" start_postgres
 phase "upgrade head: exit 0, JSON lines only" check_upgrade
 phase "second run is a no-op (postgres://)" check_noop
 phase "current reports head" check_current
+phase "lint in the migration image: exit 2" check_lint_runtime
+phase "lint image: example 0, bad revision 8" check_lint_image
 phase "bad DATABASE_URL: exit 2" check_bad_url
 phase "SIGTERM while waiting: 143, promptly" check_sigterm
 phase "await-head: exit 0" check_await_head

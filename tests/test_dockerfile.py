@@ -15,8 +15,10 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import structlog
@@ -43,10 +45,31 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return result
 
 
+class Stage(NamedTuple):
+    name: str | None  # the `AS` name
+    base: str  # an image, or an earlier stage's name
+    steps: list[tuple[str, str]]  # after the FROM
+
+
+def stages() -> list[Stage]:
+    found: list[Stage] = []
+    for keyword, args in instructions(DOCKERFILE):
+        if keyword == "FROM":
+            base, _, name = args.partition(" AS ")
+            found.append(Stage(name or None, base, []))
+        elif found:
+            found[-1].steps.append((keyword, args))
+    return found
+
+
+def stage(name: str) -> list[tuple[str, str]]:
+    (found,) = [s for s in stages() if s.name == name]
+    return found.steps
+
+
 def final_stage() -> list[tuple[str, str]]:
-    steps = instructions(DOCKERFILE)
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    return steps[last_from:]
+    """The migration image: the runtime stage, which the default target is (see below)."""
+    return stage("runtime")
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -76,10 +99,36 @@ def test_shellcheck_finds_nothing(script: str) -> None:
 
 def test_base_image_defaults_to_python_slim() -> None:
     assert instructions(DOCKERFILE)[0] == ("ARG", "BASE_IMAGE=python:3.12-slim")
-    assert [args for keyword, args in instructions(DOCKERFILE) if keyword == "FROM"] == [
-        "${BASE_IMAGE} AS build",
-        "${BASE_IMAGE}",
+    assert [(s.name, s.base) for s in stages()] == [
+        ("build", "${BASE_IMAGE}"),
+        ("squawk", "${BASE_IMAGE}"),
+        ("runtime", "${BASE_IMAGE}"),
+        ("lint", "runtime"),
+        (None, "runtime"),
     ]
+
+
+def test_a_build_without_target_is_the_migration_image() -> None:
+    """`docker build .` builds the last stage: the runtime stage as it is, without squawk."""
+    assert stages()[-1] == Stage(None, "runtime", [])
+
+
+def test_the_lint_target_is_the_migration_image_with_squawk() -> None:
+    """squawk's binary alone, where `lint` looks first: beside the venv's interpreter."""
+    scripts = sysconfig.get_path("scripts", vars={"base": "/opt/venv", "platbase": "/opt/venv"})
+    assert stage("lint") == [
+        ("COPY", f"--from=squawk /opt/squawk/bin/squawk {scripts}/squawk"),
+        ("CMD", '["lint"]'),
+    ]
+    install = " ".join(args for keyword, args in stage("squawk") if keyword == "RUN")
+    assert_installs_with_hashes(install, "requirements-lint.lock")
+    assert ("COPY", "requirements-lint.lock /tmp/requirements-lint.lock") in stage("squawk")
+    # Nothing else takes from the squawk stage: the migration image stays within its budget.
+    takers = [
+        s.name for s in stages() for keyword, args in s.steps
+        if keyword == "COPY" and args.startswith("--from=squawk ")
+    ]  # fmt: skip
+    assert takers == ["lint"]
 
 
 def test_runs_the_runner_directly_as_a_fixed_non_root_user() -> None:
@@ -99,9 +148,7 @@ def test_nothing_is_written_at_run_time() -> None:
 
 
 def build_stage() -> list[tuple[str, str]]:
-    steps = instructions(DOCKERFILE)
-    froms = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
-    return steps[froms[0] : froms[1]]
+    return stage("build")
 
 
 def build_step(marker: str) -> str:
@@ -241,11 +288,15 @@ def test_final_stage_copies_only_the_venv_and_the_app() -> None:
     assert copies == ["--from=build /opt/venv /opt/venv", "--from=build /app /app"]
 
 
+def assert_installs_with_hashes(install: str, lock: str) -> None:
+    """Wheels only, nothing resolved, every hash checked: the lock is all that is installed."""
+    for flag in ("--require-hashes", "--no-deps", "--only-binary=:all:", f"-r /tmp/{lock}"):
+        assert flag in install
+
+
 def test_dependencies_are_installed_from_the_lock_with_hashes() -> None:
     install = next(args for keyword, args in instructions(DOCKERFILE) if "pip install" in args)
-    flags = ("--require-hashes", "--no-deps", "--only-binary=:all:", "-r /tmp/requirements.lock")
-    for flag in flags:
-        assert flag in install
+    assert_installs_with_hashes(install, "requirements.lock")
     assert "pip uninstall --yes pip setuptools wheel" in install
 
 
@@ -267,11 +318,11 @@ def test_build_context_is_exactly_what_the_dockerfile_copies() -> None:
     for keyword, args in instructions(DOCKERFILE):
         if keyword == "COPY" and not args.startswith("--from"):
             copied.update(args.split()[:-1])
-    assert copied == allowed == RUNTIME_FILES | {"requirements.lock"}
+    assert copied == allowed == RUNTIME_FILES | {"requirements.lock", "requirements-lint.lock"}
 
 
-def lock_entries() -> dict[str, tuple[str, list[str]]]:
-    text = (ROOT / "requirements.lock").read_text()
+def lock_entries(name: str = "requirements.lock") -> dict[str, tuple[str, list[str]]]:
+    text = (ROOT / name).read_text()
     entries = {}
     for block in re.split(r"\n(?=\S)", text):
         match = re.match(r"([A-Za-z0-9._-]+)==(\S+)", block)
@@ -301,3 +352,19 @@ def test_the_heads_are_recorded_after_the_scripts_are_copied() -> None:
     copied = max(i for i, (keyword, args) in enumerate(steps) if args.startswith("migrations/"))
     recorded = next(i for i, (_, args) in enumerate(steps) if "-m migrator.heads" in args)
     assert recorded > copied
+
+
+def test_lint_lock_pins_the_lint_extra_with_hashes() -> None:
+    """requirements-lint.lock is the `lint` extra alone (scripts/lock-requirements.sh), so the
+    lint target adds squawk and nothing the runtime lock does not already pin."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in extra["optional-dependencies"]["lint"]]
+    entries = lock_entries("requirements-lint.lock")
+    assert {canonicalize_name(r.name) for r in wanted} <= set(entries)
+    for requirement in wanted:
+        version, hashes = entries[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), f"{requirement} vs {version}"
+        assert len(hashes) >= 2, f"{requirement.name}: wheels for x86_64 and aarch64"
+    runtime = lock_entries()
+    for name, (version, _) in entries.items():
+        assert runtime.get(name, (version,))[0] == version, f"{name}: the two locks disagree"

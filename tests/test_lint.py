@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
+import sysconfig
 from importlib import resources
 from pathlib import Path
 
@@ -330,6 +333,30 @@ def test_bad_input_exits_2(tmp_path: Path, args: list[str], words: str) -> None:
     assert result.final["event"] == "failed" and result.final["exit_code"] == 2
     assert words in result.final["message"]
     assert findings(result) == []
+
+
+def test_without_squawk_it_points_at_the_lint_image(tmp_path: Path) -> None:
+    """As in the migration image: the runtime dependencies, no squawk beside the interpreter or
+    on PATH. One `failed` event, exit 2, naming the lint build target."""
+    venv = tmp_path / "runtime"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    # The test venv's packages (alembic, sqlalchemy, ...), but not its bin/ with squawk in it.
+    (site / "runtime.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    env = job_env(ALEMBIC_CONFIG=str(ROOT / "alembic.ini"), PATH="/usr/bin:/bin")
+    assert shutil.which("squawk", path=env["PATH"]) is None
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), str(ROOT / "entrypoint.py"), "lint"],
+        env=env, capture_output=True, text=True, timeout=60, cwd="/", check=False,
+    )  # fmt: skip
+    events = parse_events(done.stdout)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert [e["event"] for e in events].count("failed") == 1
+    final = events[-1]
+    assert (final["event"], final["error"], final["exit_code"]) == ("failed", "ConfigError", 2)
+    assert "squawk" in final["message"]
+    assert "--target lint" in final["message"]
+    assert not [e for e in events if e["event"] in ("lint_finding", "lint_summary")]
 
 
 def test_lint_options_belong_to_lint() -> None:

@@ -31,10 +31,12 @@ def binary() -> str:
         return here
     found = shutil.which("squawk")
     if found is None:
+        # The migration image lands here (squawk would break its size budget): point at the
+        # image that has it.
         raise ConfigError(
-            "lint needs the squawk binary, from the squawk-cli package: pip install "
-            "'migrate-job[lint]' (or squawk-cli==2.70.0); the migration image does not ship it "
-            "(README: Lint, In the image)"
+            "lint needs the squawk binary, which the migration image does not ship: in a "
+            "container, use the lint image (docker build --target lint -t migrate-job:lint .); "
+            "elsewhere pip install 'migrate-job[lint]' (README: Lint, In the image)"
         )
     return found
 
