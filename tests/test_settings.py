@@ -118,7 +118,8 @@ def test_a_password_in_the_query_never_survives_redaction(
     # libpq's key/value form, as a driver's message may quote it.
     dsn = f"host={host} user={user} {key}={libpq_quoted(password)} dbname=app"
     assert redact(dsn, ()) == f"host={host} user={user} {key}=*** dbname=app"
-    if len(password) >= MIN_SECRET_LENGTH:
+    # A password that is the message's own word ("failed") is rightly masked there too.
+    if len(password) >= MIN_SECRET_LENGTH and password != "failed":
         message = f"failed: {password} ({quote(password, safe='')})"
         assert redact(message, database.secrets) == "failed: *** (***)"
 
