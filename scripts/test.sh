@@ -31,6 +31,36 @@ have_tools() {
     command -v openssl >/dev/null
 }
 
+# Past the notice: stop here unless root and allowed; otherwise refresh apt's lists (once).
+start_installing() {
+    if [ "$(id -u)" -ne 0 ] || [ -n "${MIGRATE_TEST_NO_INSTALL:-}" ]; then
+        echo "scripts/test.sh: not installing (not root, or MIGRATE_TEST_NO_INSTALL is set)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    [ -n "${apt_updated:-}" ] || { apt-get update -qq && apt_updated=1; }
+}
+
+downloads=()
+trap 'rm -rf "${downloads[@]}"' EXIT
+
+# unpack EXTRA EXCLUDED PACKAGE...: install what the packages depend on (plus EXTRA, minus the
+# dependency named EXCLUDED), then unpack the packages themselves into $tools, uninstalled.
+unpack() {
+    local extra=$1 excluded=$2 debs depends
+    shift 2
+    debs=$(mktemp -d)
+    downloads+=("$debs")
+    chown _apt "$debs" 2>/dev/null || true # apt-get download runs as the _apt user
+    (cd "$debs" && apt-get download -qq "$@")
+    depends=$(for deb in "$debs"/*.deb; do dpkg-deb -f "$deb" Depends; done | tr ',' '\n' |
+        sed 's/^ *//' | { if [ -n "$excluded" ]; then grep -v "^$excluded\b"; else cat; fi } |
+        { [ -n "$extra" ] && echo "$extra"; cat; } | paste -sd, -)
+    apt-get satisfy -y -qq --no-install-recommends "$depends" >/dev/null
+    mkdir -p "$tools"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
+}
+
 if ! have_tools; then
     cat >&2 <<EOF
 scripts/test.sh: the tests need PostgreSQL server binaries, PgBouncer and openssl; some are missing.
@@ -43,23 +73,11 @@ The two packages themselves are unpacked, not installed: installed, they would c
 PostgreSQL cluster on port 5432 and a pgbouncer service. No configuration file is changed.
 Set MIGRATE_TEST_NO_INSTALL=1 to stop here instead, or install the tools yourself.
 EOF
-    if [ "$(id -u)" -ne 0 ] || [ -n "${MIGRATE_TEST_NO_INSTALL:-}" ]; then
-        echo "scripts/test.sh: not installing (not root, or MIGRATE_TEST_NO_INSTALL is set)" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    start_installing
     # The version the `postgresql` metapackage stands for (15 on Debian 12).
     version=$(apt-cache depends postgresql | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p')
     [ -n "$version" ] || { echo "scripts/test.sh: no postgresql-<version> package found" >&2; exit 1; }
-    debs=$(mktemp -d)
-    trap 'rm -rf "$debs"' EXIT
-    chown _apt "$debs" 2>/dev/null || true # apt-get download runs as the _apt user
-    (cd "$debs" && apt-get download -qq "postgresql-$version" pgbouncer)
-    depends=$(for deb in "$debs"/*.deb; do dpkg-deb -f "$deb" Depends; done | paste -sd, -)
-    apt-get satisfy -y -qq --no-install-recommends "openssl, $depends" >/dev/null
-    mkdir -p "$tools"
-    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
+    unpack "openssl" "" "postgresql-$version" pgbouncer
     echo "scripts/test.sh: PostgreSQL $version and PgBouncer unpacked into $tools" >&2
 fi
 
@@ -86,21 +104,8 @@ As root, this script now runs:
 No server is installed or started, and no configuration file is changed.
 Set MIGRATE_TEST_NO_INSTALL=1 to stop here instead, or install the tools yourself.
 EOF
-    if [ "$(id -u)" -ne 0 ] || [ -n "${MIGRATE_TEST_NO_INSTALL:-}" ]; then
-        echo "scripts/test.sh: not installing (not root, or MIGRATE_TEST_NO_INSTALL is set)" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    mdebs=$(mktemp -d)
-    trap 'rm -rf "${debs:-}" "$mdebs"' EXIT
-    chown _apt "$mdebs" 2>/dev/null || true # apt-get download runs as the _apt user
-    (cd "$mdebs" && apt-get download -qq mariadb-server-core mariadb-client-core)
-    depends=$(for deb in "$mdebs"/*.deb; do dpkg-deb -f "$deb" Depends; done |
-        tr ',' '\n' | grep -v mariadb-common | paste -sd, -)
-    apt-get satisfy -y -qq --no-install-recommends "$depends" >/dev/null
-    mkdir -p "$tools"
-    for deb in "$mdebs"/*.deb; do dpkg-deb -x "$deb" "$tools"; done
+    start_installing
+    unpack "" mariadb-common mariadb-server-core mariadb-client-core
     id mysql >/dev/null 2>&1 ||
         useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
     echo "scripts/test.sh: MariaDB's server binaries unpacked into $tools" >&2

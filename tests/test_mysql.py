@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
+from migrator.backends.mysql import lock_key
 from tests.conftest import (
     HEAD,
     REVISIONS,
@@ -15,6 +20,15 @@ from tests.conftest import (
     run_job,
 )
 from tests.pgcluster import free_port
+from tests.test_own_project import REVISIONS as OWN_REVISIONS
+from tests.test_own_project import make_project
+
+LOCK = "alembic:alembic_version"  # the default lock name
+# What each revision of the generated projects records: its session, and whether it held the lock.
+RECORD = (
+    "op.execute(\"INSERT INTO ddl_runs VALUES ('{rev}', CONNECTION_ID(), "
+    f"IS_USED_LOCK('{lock_key(LOCK)}') = CONNECTION_ID())\")"
+)
 
 
 def test_upgrade_then_noop_then_downgrade_base(mdb: MySQLDatabase) -> None:
@@ -110,3 +124,63 @@ def test_a_revision_failing_halfway_is_not_called_rolled_back(
     assert "may remain applied" in message and "aaaa00000001" in message
     assert "first" in mdb.tables()
     assert mdb.version() == [HEAD]
+
+
+def test_a_held_lock_names_its_holder_then_times_out(mdb: MySQLDatabase) -> None:
+    holder = mdb.server.connect(mdb.name)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID(), GET_LOCK(%s, 0)", (lock_key(LOCK),))
+            (session, taken) = cursor.fetchone()
+        assert taken == 1
+        result = run_job("upgrade", "head", env=job_env(mdb.url, MIGRATE_LOCK_TIMEOUT="2"))
+    finally:
+        holder.close()
+    assert result.code == 4, result.stdout
+    waiting = result.named("lock_waiting")
+    assert waiting and waiting[0]["holder"]["pid"] == session
+    assert mdb.version() == []
+
+
+def test_sigterm_mid_statement_kills_the_query_and_frees_the_lock(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    add_revision(project, "aaaa00000001", HEAD, 'op.execute("SELECT SLEEP(30)")')
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    runner = Running("upgrade", "head", env=env)
+    started = runner.wait_for("migration_started")
+    while started["revision"] != "aaaa00000001":
+        started = runner.wait_for("migration_started")
+    # Only once the server runs it: the signal must meet the statement, not the Python before it.
+    deadline = time.monotonic() + 10
+    while not mdb.query(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+    ):
+        assert time.monotonic() < deadline, "SLEEP never started"
+    signalled = time.monotonic()
+    runner.process.send_signal(signal.SIGTERM)
+    result = runner.finish(timeout=20)
+    assert result.code == 143, result.stdout
+    assert time.monotonic() - signalled < 10  # not the 30 s of SLEEP
+    assert result.final["event"] == "failed"
+    assert mdb.version() == [HEAD]
+    assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)], result.stdout[-1500:]
+
+
+@pytest.mark.parametrize("style", ["generic", "pyproject", "env_var", "attributes"])
+def test_a_project_we_did_not_write_runs_on_the_locked_connection(
+    tmp_path: Path, mdb: MySQLDatabase, style: str
+) -> None:
+    ini = make_project(tmp_path, style, record=RECORD)
+    # The project's own env.py reads DATABASE_URL too (env_var): it names PyMySQL, as a MySQL
+    # project's URL must for SQLAlchemy to load it.
+    env = job_env(mdb.server.url(mdb.name, scheme="mysql+pymysql"), ALEMBIC_CONFIG=str(ini))
+    up = run_job("upgrade", "head", env=env)
+    assert up.code == 0, up.stdout + up.stderr
+    runs = mdb.query("SELECT revision, pid, held_lock FROM ddl_runs")
+    assert [run[0] for run in runs] == OWN_REVISIONS
+    assert all(held for _, _, held in runs), runs  # the session running the DDL held the lock
+    assert len({pid for _, pid, _ in runs}) == 1
+    down = run_job("downgrade", "base", env=env)
+    assert down.code == 0, down.stdout
+    assert mdb.tables() == {"alembic_version"}

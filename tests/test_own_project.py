@@ -122,7 +122,7 @@ context.run_migrations()
 """
 
 
-def _init(directory: Path, template: str) -> None:
+def _init(directory: Path, template: str, record: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "alembic", "init", "-t", template, "migrations"],
         cwd=directory,
@@ -133,7 +133,7 @@ def _init(directory: Path, template: str) -> None:
     down = None
     for revision in REVISIONS:
         upgrade, downgrade = BODIES[revision]
-        body = "\n    ".join([*upgrade, RECORD.format(rev=revision)])
+        body = "\n    ".join([*upgrade, record.format(rev=revision)])
         back = "\n    ".join(downgrade)
         (versions / f"{revision}_step.py").write_text(
             f'"""step {revision}"""\nimport os\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
@@ -144,12 +144,15 @@ def _init(directory: Path, template: str) -> None:
         down = revision
 
 
-def make_project(directory: Path, style: str) -> Path:
-    """An Alembic project of the given style; returns the path ALEMBIC_CONFIG names."""
+def make_project(directory: Path, style: str, record: str = RECORD) -> Path:
+    """An Alembic project of the given style; returns the path ALEMBIC_CONFIG names.
+
+    `record`: the statement each revision ends with, noting its session and whether that
+    session held the migration lock (PostgreSQL's by default)."""
     template = {"pyproject": "pyproject", "async": "async", "multidb": "multidb"}.get(
         style, "generic"
     )
-    _init(directory, template)
+    _init(directory, template, record)
     env_py = directory / "migrations" / "env.py"
     own = {
         "env_var": ENV_VAR.format(var="DATABASE_URL"),

@@ -13,6 +13,7 @@ leaves its earlier statements applied, and the `failed` event says so instead of
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pymysql.connections
 
-from migrator.backends import Backend, ConnectFailed, Limits, Lock, Raw
+from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw
 from migrator.digest import sha256
 from migrator.errors import DatabaseRejected, LockNotHeld
 from migrator.urls import DatabaseURL
@@ -62,6 +63,12 @@ class _Connection(pymysql.connections.Connection):  # type: ignore[misc]
         self.options = options
         super().__init__(**options)
 
+    def close(self) -> None:
+        # A signal that lands inside PyMySQL's socket read makes PyMySQL drop the connection;
+        # the job's own close afterwards must not fail (psycopg2's and sqlite3's never do).
+        if self.open:
+            super().close()
+
 
 def _options(database: DatabaseURL, timeout: float) -> dict[str, Any]:
     parts = urlsplit(database.url)
@@ -84,6 +91,18 @@ def _options(database: DatabaseURL, timeout: float) -> dict[str, Any]:
             ssl["check_hostname"] = ssl["check_hostname"].lower() in ("1", "true", "yes")
         options["ssl"] = ssl
     return options
+
+
+def _beside(raw: Raw, sql: str) -> Any:
+    """Run one statement on a second connection to the same server; its first value."""
+    other = pymysql.connect(**{**raw.options, "connect_timeout": 3, "autocommit": True})
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+    finally:
+        other.close()
+    return row[0] if row else None
 
 
 class MySQL(Backend):
@@ -122,19 +141,9 @@ class MySQL(Backend):
         return NamedLock(raw, name)
 
     def canceller(self, raw: Raw) -> Callable[[], None]:
-        thread_id, options = raw.thread_id(), raw.options
-
-        def cancel() -> None:
-            # KILL QUERY from a second connection stops the statement and keeps the session
-            # (and its lock) for the rollback and release that follow.
-            other = pymysql.connect(**{**options, "connect_timeout": 3, "autocommit": True})
-            try:
-                with other.cursor() as cursor:
-                    cursor.execute(f"KILL QUERY {int(thread_id)}")
-            finally:
-                other.close()
-
-        return cancel
+        # KILL QUERY stops the statement and keeps the session (and its lock) for the rollback
+        # and release that follow.
+        return lambda: _beside(raw, f"KILL QUERY {int(raw.thread_id())}")
 
     def lost(self, raw: Raw) -> bool:
         return not raw.open
@@ -150,8 +159,6 @@ class MySQL(Backend):
         return "refused" if code in _REFUSED else None
 
     def apply_limits(self, connection: Any, limits: Limits, own: object) -> None:
-        from migrator.backends import UNSET
-
         lock = limits.ddl_lock_timeout if own is UNSET else float(own or 0)  # type: ignore[arg-type]
         # Whole seconds, at least one (the servers' unit), from validated floats.
         wait = max(1, round(lock)) if lock else _NO_LIMIT
@@ -206,14 +213,35 @@ class NamedLock(Lock):
 
     def holder(self) -> dict[str, Any] | None:
         return self._row(
-            "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, p.COMMAND AS command,"
+            "SELECT p.ID AS pid, p.USER AS user, p.HOST AS host, p.COMMAND AS command,"
             " p.TIME AS time_s FROM information_schema.PROCESSLIST p"
             " WHERE p.ID = IS_USED_LOCK(%s)"
         )
 
     def release(self) -> bool:
+        if not self._raw.open:
+            return self._end_session()
         self._raw.rollback()
         return bool(self._value("SELECT RELEASE_LOCK(%s)") == 1)
+
+    def _end_session(self) -> bool:
+        """End our session from a second connection, and see its lock go with it.
+
+        PyMySQL drops the connection when a signal lands in its socket read, but the server
+        keeps the session, with its statement, its transaction and this lock, until the
+        statement ends (a SLEEP(30): thirty seconds of a lock nobody holds).
+        """
+        session = int(self._raw.thread_id())
+        if not _beside(self._raw, f"SELECT IS_USED_LOCK('{self.key}') = {session}"):
+            return True  # the session, and the lock with it, is gone already
+        with contextlib.suppress(pymysql.err.OperationalError):  # 1094: it ended meanwhile
+            _beside(self._raw, f"KILL {session}")
+        deadline = time.monotonic() + 5
+        while _beside(self._raw, f"SELECT IS_USED_LOCK('{self.key}') = {session}"):
+            if time.monotonic() > deadline:
+                raise LockNotHeld(f"session {session} was killed but still holds {self.key}")
+            time.sleep(0.05)
+        return True
 
 
 BACKEND = MySQL()
