@@ -8,7 +8,8 @@ from urllib.parse import quote
 import psycopg2.extensions
 import pytest
 
-from migrator.urls import LIBPQ_PARAMETERS
+from migrator.errors import ConfigError
+from migrator.urls import LIBPQ_PARAMETERS, parse_database_url
 from tests.conftest import HEAD, Database, job_env, run_job, run_raw
 from tests.pgcluster import ADMIN
 
@@ -184,3 +185,27 @@ def test_a_password_equal_to_the_user_name_garbles_nothing(db: Database, tmp_pat
     assert result.final["event"] == "finished" and result.final["command"] == "upgrade"
     assert "***" not in result.stdout.replace("postgres:***@", "")
     assert message.read_text().startswith("finished exit=0 command=upgrade")
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql"])
+def test_a_mysql_url_becomes_pymysql_with_its_password_masked(scheme: str) -> None:
+    database = parse_database_url(f"{scheme}://app:p%40ss@db:3307/shop?charset=utf8mb4")
+    assert database.url == "mysql+pymysql://app:p%40ss@db:3307/shop?charset=utf8mb4"
+    assert database.redacted == "mysql+pymysql://app:***@db:3307/shop?charset=utf8mb4"
+    assert database.dialect == "mysql"
+    assert set(database.secrets) == {"p%40ss", "p@ss"}
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("mysql://app:pw@db/shop?password=hunter22", "'password'"),
+        ("mysql://app:pw@/shop", "host"),
+        ("mysql://app:pw@db/", "database name"),
+    ],
+)
+def test_a_mysql_url_that_names_too_little_or_too_much_is_refused(url: str, named: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_database_url(url)
+    assert named in str(refused.value)
+    assert "hunter22" not in str(refused.value)
