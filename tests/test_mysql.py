@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -14,6 +15,7 @@ from tests.conftest import (
     HEAD,
     REVISIONS,
     MySQLDatabase,
+    Result,
     Running,
     add_revision,
     job_env,
@@ -184,3 +186,145 @@ def test_a_project_we_did_not_write_runs_on_the_locked_connection(
     down = run_job("downgrade", "base", env=env)
     assert down.code == 0, down.stdout
     assert mdb.tables() == {"alembic_version"}
+
+
+# A revision of three statements whose third fails. The second carries the test user's password
+# in its text (a table comment), so the account and the record must mask it.
+HALFWAY = "aaaa00000001"
+
+
+def _three_statements(password: str, third: str = "SELECT * FROM no_such_table") -> str:
+    return (
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.create_table("second", sa.Column("id", sa.Integer, primary_key=True),'
+        f" comment={password!r})\n"
+        f"op.execute({third!r})"
+    )
+
+
+def _note(mdb: MySQLDatabase) -> str:
+    """The version table's comment: where the half-applied record lives."""
+    rows = mdb.query(
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'alembic_version'"
+    )
+    return str(rows[0][0]) if rows else ""
+
+
+def test_a_revision_failing_at_its_third_statement_is_accounted_recorded_and_refused(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    password = mdb.server.password
+    add_revision(project, HALFWAY, HEAD, _three_statements(password))
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+
+    failed = run_job("upgrade", "head", env=env)
+    assert failed.code == 5, failed.stdout
+    final = failed.final
+    assert final["event"] == "failed"
+    message = final["message"]
+    assert message.startswith(
+        f"revision {HALFWAY} failed at statement 3; statements 1-2 were committed by MySQL and "
+        "are not rolled back: "
+    ), message
+    assert "rolled back:" not in message.replace("not rolled back:", "")
+    assert final["revision"] == HALFWAY and final["failed_statement"] == 3
+    committed = final["committed_statements"]
+    assert len(committed) == 2, committed
+    assert committed[0].startswith("CREATE TABLE first") and "CREATE TABLE second" in committed[1]
+    assert "COMMENT='***'" in committed[1], committed[1]
+    assert {"first", "second"} <= mdb.tables()
+    assert mdb.version() == [HEAD]
+    # The record, durable in the database, and without the password either.
+    note = _note(mdb)
+    assert HALFWAY in note and "CREATE TABLE second" in note and password not in note, note
+    assert len(note) <= 2048
+
+    # The next run refuses, after the lock and before anything else: nothing is planned or run.
+    tables = mdb.tables()
+    refused = run_job("upgrade", "head", env=env)
+    assert refused.code == 2, refused.stdout
+    assert refused.final["event"] == "failed"
+    assert refused.final["error"] == "HalfApplied"
+    assert refused.final["half_applied"]["revision"] == HALFWAY
+    assert refused.final["half_applied"]["failed_statement"] == 3
+    assert f"revision {HALFWAY} failed at statement 3" in refused.final["message"]
+    assert "resolve" in refused.final["message"]
+    assert refused.named("lock_acquired") and refused.named("lock_released")
+    assert not refused.named("plan") and not refused.named("migration_started")
+    assert mdb.tables() == tables and mdb.version() == [HEAD]
+    for command in (("downgrade", "-1"), ("stamp", "head")):
+        other = run_job(*command, env=env)
+        assert other.code == 2 and other.final["error"] == "HalfApplied", other.stdout
+    assert mdb.version() == [HEAD]
+
+    # `current` reports it, and does not fail.
+    current = run_job("current", env=env)
+    assert current.code == 0, current.stdout
+    assert current.one("current")["half_applied"]["revision"] == HALFWAY
+
+    # The documented repair: undo statements 1-2 by hand, fix the revision, resolve, upgrade.
+    mdb.query("DROP TABLE first")
+    mdb.query("DROP TABLE second")
+    add_revision(project, HALFWAY, HEAD, _three_statements(password, third="SELECT 1"))
+    resolved = run_job("resolve", env=env)
+    assert resolved.code == 0, resolved.stdout
+    assert resolved.one("resolved")["half_applied"]["revision"] == HALFWAY
+    assert _note(mdb) == ""
+    again = run_job("resolve", env=env)
+    assert again.code == 0, again.stdout
+    assert again.named("nothing_to_resolve")
+    up = run_job("upgrade", "head", env=env)
+    assert up.code == 0, up.stdout
+    assert mdb.version() == [HALFWAY] and {"first", "second"} <= mdb.tables()
+    assert current_field(run_job("current", env=env)) is None
+
+    for result in (failed, refused, current, resolved, up):
+        for secret in (password, quote(password, safe="")):
+            assert secret not in result.stdout + result.stderr
+
+
+def current_field(result: Result) -> Any:
+    """The `current` event's half_applied field."""
+    assert result.code == 0, result.stdout
+    return result.one("current")["half_applied"]
+
+
+def test_a_revision_failing_at_its_first_statement_leaves_no_record_and_is_retried(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.execute("SELECT * FROM no_such_table")\n'
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    failed = run_job("upgrade", "head", env=env)
+    assert failed.code == 5, failed.stdout
+    assert failed.final["failed_statement"] == 1
+    assert failed.final["committed_statements"] == []
+    assert "nothing of it was committed" in failed.final["message"], failed.final["message"]
+    assert _note(mdb) == ""
+    assert current_field(run_job("current", env=env)) is None
+
+    retried = run_job("upgrade", "head", env=env)  # not refused: run again, fails again
+    assert retried.code == 5, retried.stdout
+    assert [e["revision"] for e in retried.named("migration_started")] == [HALFWAY]
+
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))',
+    )
+    fixed = run_job("upgrade", "head", env=env)
+    assert fixed.code == 0, fixed.stdout
+    assert mdb.version() == [HALFWAY] and "first" in mdb.tables()
+
+
+def test_resolve_on_sqlite_says_nothing_is_ever_half_applied(tmp_path: Path) -> None:
+    result = run_job("resolve", env=job_env(f"sqlite:///{tmp_path}/app.db"))
+    assert result.code == 0, result.stdout
+    assert "never half-applied" in result.one("nothing_to_resolve")["reason"]
