@@ -8,7 +8,8 @@
     │   ├── ProjectError                 alembic.ini, env.py or a script cannot be read, loaded or
     │   │                                run as the job promises
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
-    │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
+    │   ├── LockNotHeld                  the session lock is not ours (a transaction pooler)
+    │   └── HalfApplied                  a revision failed halfway on MySQL: repair, then resolve
     ├── Transient                        something else was in the way; a later run may succeed
     │   ├── DatabaseUnavailable       3  not reachable before the wait timeout, or lost
     │   └── LockTimeout               4  another runner held the lock past the lock timeout
@@ -83,6 +84,11 @@ class DatabaseRejected(Permanent):
 
 class LockNotHeld(Permanent):
     """The advisory lock is not held by our session: the connection is pooled per transaction."""
+
+
+class HalfApplied(Permanent):
+    """A revision failed halfway on a server without transactional DDL and was recorded so:
+    nothing runs until the user repairs the schema and runs `resolve`."""
 
 
 class Transient(MigrateError):

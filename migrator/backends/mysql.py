@@ -8,7 +8,9 @@ and both are logged. Nothing wakes a waiter when the holder lets go, so waiters 
 same backoff as on PostgreSQL and a shorter ceiling.
 
 DDL commits implicitly on MySQL (`transactional_ddl = False`): a revision that fails halfway
-leaves its earlier statements applied, and the `failed` event says so instead of "rolled back".
+leaves its earlier statements applied. The `failed` event gives the account of them (account.py)
+and the version table's comment records the revision as half-applied (halfapplied.py): the
+backend reads and writes that comment, `read_note` and `write_note`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pymysql.connections
 
-from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw
+from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw, VersionTable
 from migrator.digest import sha256
 from migrator.errors import DatabaseRejected, LockNotHeld
 from migrator.urls import DatabaseURL
@@ -139,6 +141,25 @@ class MySQL(Backend):
 
     def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
         return NamedLock(raw, name)
+
+    def read_note(self, raw: Raw, table: VersionTable) -> str:
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT TABLE_COMMENT FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                (table.schema, table.name),
+            )
+            row = cursor.fetchone()
+        raw.rollback()
+        return str(row[0] or "") if row else ""
+
+    def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
+        quoted = ".".join(map(self.quote, filter(None, (table.schema, table.name))))
+        raw.rollback()  # whatever a failed revision left open is not ours to commit
+        with raw.cursor() as cursor:
+            # DDL: it commits by itself (metadata only, on a table of a few rows).
+            cursor.execute(f"ALTER TABLE {quoted} COMMENT = %s", (note,))
+        raw.commit()
 
     def canceller(self, raw: Raw) -> Callable[[], None]:
         # KILL QUERY stops the statement and keeps the session (and its lock) for the rollback

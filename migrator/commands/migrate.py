@@ -11,10 +11,11 @@ import sys
 import time
 from typing import Any
 
-from migrator import backoff, project
+from migrator import backoff, halfapplied, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
-from migrator.errors import ConfigError, DDLTimeout, UsageError
+from migrator.errors import ConfigError, DDLTimeout, MigrationError, UsageError
+from migrator.failures import describe
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
 from migrator.locking import migration_lock
@@ -75,9 +76,19 @@ def _change(job: Job, kind: str) -> None:
         )
         try:
             with lock as waited:
-                if waited is None or (cheap and _finish_if_done(job, raw)):
+                if waited is None:
                     return
-                _run(job, raw, kind, target)
+                # First, before anything else runs: a revision left half-applied stops the job.
+                record = halfapplied.read(job.backend, raw, job.ini.versions)
+                if record is not None:
+                    job.outcome.revisions_before = job.read_versions(raw)
+                    raise halfapplied.refusal(record, kind)
+                if cheap and _finish_if_done(job, raw):
+                    return
+                try:
+                    _run(job, raw, kind, target)
+                except MigrationError as error:
+                    raise _recorded(job, raw, error) from None
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
             # committed now.
@@ -91,6 +102,8 @@ def _finish_if_done(job: Job, raw: Raw) -> bool:
     current = job.read_versions(raw)
     if current != job.known_heads:
         return False
+    if halfapplied.read(job.backend, raw, job.ini.versions) is not None:
+        return False  # a failed downgrade may leave the version at head: the lock path refuses
     job.outcome.revisions_before = job.outcome.revisions_after = current
     job.log.info("nothing_to_do", current=current)
     return True
@@ -137,7 +150,11 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                 return
             except DDLTimeout as timeout:
                 error = _naming_blockers(timeout, watch.seen())
-                pause = next(pauses, None) if error.details["kind"] == "lock_timeout" else None
+                # A retry runs the revision from its first statement: not once statements of
+                # it are committed (MySQL), which it would run a second time.
+                retriable = error.details["kind"] == "lock_timeout"
+                retriable = retriable and not error.details.get("committed_statements")
+                pause = next(pauses, None) if retriable else None
                 if pause is None:
                     raise error from None
             job.log.warning(
@@ -149,6 +166,32 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                 retry_in_s=round(pause, 3),
             )
             time.sleep(pause)
+
+
+def _recorded(job: Job, raw: Raw, error: MigrationError) -> MigrationError:
+    """A revision that failed with statements committed (MySQL), recorded as half-applied.
+
+    Written on the locked connection while the lock is still held, so that no runner starts
+    between the failure and the record. A revision that failed at its first statement left
+    nothing: no record, and the next run retries it."""
+    details = error.details
+    if not details.get("committed_statements"):
+        return error
+    record = halfapplied.Record.of(details, type(error).__name__)
+    try:
+        job.backend.write_note(raw, job.ini.versions, record.note())
+        written = halfapplied.read(job.backend, raw, job.ini.versions) is not None
+        problem = "" if written else "the comment did not hold it"
+    except Exception as failed:  # the connection may be gone: say so, never claim the record
+        written, problem = False, describe(failed)
+    if written:
+        said = (
+            "; recorded as half-applied in the version table's comment: upgrade, downgrade "
+            "and stamp refuse until it is repaired and `resolve` is run (README: MySQL)"
+        )
+    else:
+        said = f"; it could NOT be recorded as half-applied ({problem}): check the schema"
+    return type(error)(f"{error}{said}", **details, half_applied_recorded=written)
 
 
 def _naming_blockers(error: DDLTimeout, sessions: list[dict[str, Any]]) -> DDLTimeout:

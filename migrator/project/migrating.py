@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext, MigrationStep
 from sqlalchemy import Connection
 from sqlalchemy.exc import InvalidRequestError
 
+from migrator.account import Account
 from migrator.backends import UNSET, Backend, Limits
 from migrator.errors import ProjectError
 from migrator.failures import Scene, translated
@@ -49,6 +50,11 @@ def migrate(
     script = project.script
     each = per_migration(project.config)
     ran: list[dict[str, Any]] = []
+    # Where DDL commits as it runs, the statements of the revision in flight are what a failure
+    # leaves applied: counted on the locked connection, for the `failed` event (account.py).
+    account = Account(secrets)
+    if not backend.transactional_ddl:
+        account.attach(connection)
 
     def work(heads: tuple[str, ...], _: MigrationContext) -> Iterable[MigrationStep]:
         outcome.running = None  # a retry starts afresh: nothing is in flight while planning
@@ -61,6 +67,7 @@ def migrate(
         def before_each(step: MigrationStep) -> None:
             module = getattr(getattr(step, "revision", None), "module", None)
             backend.apply_limits(connection, limits, getattr(module, "ddl_lock_timeout", UNSET))
+            account.reset()  # after our own SET statements: only the revision's count
 
         return _narrate(planned, heads, log, outcome, before_each, ran=ran, committed=each)
 
@@ -70,7 +77,12 @@ def migrate(
         secrets=secrets, purge=purge,
     )  # fmt: skip
     project.config.attributes["connection"] = connection
-    scene = Scene(backend=backend, running=lambda: outcome.running, scripts=script.dir)
+    scene = Scene(
+        backend=backend,
+        running=lambda: outcome.running,
+        scripts=script.dir,
+        account=account.failure,
+    )
     with translated(scene), environment:
         _run_env(project, environment)
     with translated(scene):
