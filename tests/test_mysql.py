@@ -331,3 +331,68 @@ def test_resolve_on_sqlite_says_nothing_is_ever_half_applied(tmp_path: Path) -> 
     result = run_job("resolve", env=job_env(f"sqlite:///{tmp_path}/app.db"))
     assert result.code == 0, result.stdout
     assert "never half-applied" in result.one("nothing_to_resolve")["reason"]
+
+
+def test_a_lock_timeout_after_committed_statements_is_recorded_not_retried(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    env = job_env(
+        mdb.url,
+        ALEMBIC_CONFIG=str(project / "alembic.ini"),
+        MIGRATE_DDL_LOCK_TIMEOUT="1",
+        MIGRATE_DDL_RETRIES="3",
+    )
+    assert run_job("upgrade", "head", env=env).code == 0
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.add_column("accounts", sa.Column("extra", sa.Integer))',
+    )
+    holder = mdb.server.connect(mdb.name)
+    try:
+        with holder.cursor() as cursor:  # an open transaction's metadata lock on accounts
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT * FROM accounts")
+        result = run_job("upgrade", "head", env=env)
+    finally:
+        holder.close()
+    assert result.code == 6, result.stdout
+    # A retry would run CREATE TABLE first again: statement 1 is committed, so no retry.
+    assert not result.named("ddl_lock_timeout")
+    assert result.final["message"].startswith(
+        f"revision {HALFWAY} failed at statement 2; statement 1 was committed by MySQL"
+    ), result.final["message"]
+    assert "hit lock_timeout" in result.final["message"]
+    assert HALFWAY in _note(mdb)
+    assert run_job("upgrade", "head", env=env).code == 2
+
+
+def test_a_lost_connection_mid_revision_names_what_committed(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("SELECT SLEEP(30)")',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    runner = Running("upgrade", "head", env=env)
+    deadline = time.monotonic() + 30
+    while not (
+        sessions := mdb.query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+        )
+    ):
+        assert time.monotonic() < deadline, "SLEEP never started"
+    mdb.query(f"KILL {int(sessions[0][0])}")  # the server ends the job's session
+    result = runner.finish(timeout=30)
+    assert result.code == 3, result.stdout
+    message = result.final["message"]
+    assert "rolled back" not in message, message
+    assert "statement 1 of it had completed, committed by MySQL: [1] CREATE TABLE first" in message
+    assert "statement 2 was running and may or may not have completed" in message
+    assert result.final["committed_statements"][0].startswith("CREATE TABLE first")
