@@ -11,6 +11,8 @@ never enter the account) and redacted when they are read.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from migrator.redaction import redact
@@ -18,36 +20,58 @@ from migrator.redaction import redact
 TEXT_LIMIT = 500  # characters of one statement in an event
 COUNT_LIMIT = 50  # statements listed in an event; the count says how many there were
 
+# The statements after which MySQL has committed everything before them: DDL and the others of
+# its "statements that cause an implicit commit" a revision may run. Temporary tables are the
+# exception the server makes.
+_COMMITS = re.compile(
+    r"(?:\s|/\*.*?\*/)*(?!(?:CREATE|DROP)\s+TEMPORARY\b)"
+    r"(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE|LOCK|UNLOCK|ANALYZE|OPTIMIZE|REPAIR)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
 
 class Failure(NamedTuple):
     """Where a revision stopped: the statement that failed, and the ones before it."""
 
     failed_statement: int | None  # 1-based; None: it failed in its Python code, between statements
-    committed: list[str]  # the statements that had completed, redacted, in order
+    committed: list[str]  # the statements committed by the server, redacted, in order
     failed_sql: str | None  # the failing statement, redacted
+    # The statements after the committed ones, in the open transaction that the failure rolls
+    # back (data changes after the last DDL statement); `rollback_known` False when the server
+    # could not say whether that transaction held changes.
+    rolled_back: tuple[str, ...] = ()
+    rollback_known: bool = True
 
     @property
     def details(self) -> dict[str, Any]:
         """The structured account for the final event, truncated sensibly."""
-        return {
+        details: dict[str, Any] = {
             "failed_statement": self.failed_statement,
             "failed_sql": None if self.failed_sql is None else shortened(self.failed_sql),
             "committed_statements": [shortened(text) for text in self.committed[:COUNT_LIMIT]],
             "committed_count": len(self.committed),
         }
+        if self.rolled_back:
+            texts = self.rolled_back[:COUNT_LIMIT]
+            details["rolled_back_statements"] = [shortened(text) for text in texts]
+        return details
 
 
 class Account:
     """The statements of the revision in flight on one connection."""
 
-    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, secrets: tuple[str, ...] = (), pending: Callable[[], int | None] = lambda: None
+    ) -> None:
         self.secrets = secrets
+        self.pending = pending  # rows changed by the open transaction (None: cannot tell)
         self.done: list[str] = []
         self.running: str | None = None
+        self.rows_pending: int | None = None
 
     def reset(self) -> None:
         """A revision starts: nothing of it has run yet."""
-        self.done, self.running = [], None
+        self.done, self.running, self.rows_pending = [], None, None
 
     def attach(self, connection: Any) -> None:
         """Count the statements executed on this SQLAlchemy connection from now on."""
@@ -55,13 +79,23 @@ class Account:
 
         event.listen(connection, "before_cursor_execute", self._before)
         event.listen(connection, "after_cursor_execute", self._after)
+        # SQLAlchemy takes this one on the engine only: the job's, whose one connection this is.
+        event.listen(connection.engine, "handle_error", self._failed)
 
     def failure(self) -> Failure:
         """The account as it stands: called on the failure path, while nothing else runs."""
-        committed = [self._clean(text) for text in self.done]
-        if self.running is None:
-            return Failure(None, committed, None)
-        return Failure(len(committed) + 1, committed, self._clean(self.running))
+        done = [self._clean(text) for text in self.done]
+        failed = len(done) + 1 if self.running is not None else None
+        failed_sql = None if self.running is None else self._clean(self.running)
+        # Everything up to the last implicitly committing statement is committed. What ran
+        # after it is too, unless the open transaction held changes when the revision failed:
+        # the server says, when asked before the rollback (`pending`). Unasked, it is rolled
+        # back for sure unless the failing statement was one that commits before it runs.
+        last = max((n for n, text in enumerate(done, 1) if _COMMITS.match(text)), default=0)
+        if self.rows_pending == 0 or last == len(done):
+            return Failure(failed, done, failed_sql)
+        known = self.rows_pending is not None or not _COMMITS.match(failed_sql or "")
+        return Failure(failed, done[:last], failed_sql, tuple(done[last:]), known)
 
     def _before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.running = statement
@@ -69,6 +103,11 @@ class Account:
     def _after(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.done.append(statement)
         self.running = None
+
+    def _failed(self, context: Any) -> None:
+        # Before anything rolls back: does the open transaction hold changes of its own?
+        if self.running is not None and not context.is_disconnect:
+            self.rows_pending = self.pending()
 
     def _clean(self, text: str) -> str:
         # One line: DDL rendered by SQLAlchemy spans several, with tabs.
@@ -80,9 +119,9 @@ def shortened(text: str, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def numbered(texts: list[str], limit: int = TEXT_LIMIT) -> str:
+def numbered(texts: Sequence[str], limit: int = TEXT_LIMIT, start: int = 1) -> str:
     """Statements for a sentence: `[1] CREATE TABLE a (...); [2] ...`."""
-    shown = [f"[{n}] {shortened(text, limit)}" for n, text in enumerate(texts[:COUNT_LIMIT], 1)]
+    shown = [f"[{n}] {shortened(text, limit)}" for n, text in enumerate(texts[:COUNT_LIMIT], start)]
     if len(texts) > COUNT_LIMIT:
         shown.append(f"... and {len(texts) - COUNT_LIMIT} more")
     return "; ".join(shown)
@@ -95,19 +134,36 @@ def account_text(revision: str, failure: Failure, server: str = "MySQL") -> str:
     rolled back: [1] ...; [2] ..." There is no "of M": how many statements the revision would
     have run is not known (a revision may branch on what it reads, and may not render offline).
     """
-    done = len(failure.committed)
+    done, ran = len(failure.committed), len(failure.committed) + len(failure.rolled_back)
     where = (
         f"failed at statement {failure.failed_statement}"
         if failure.failed_statement is not None
-        else f"failed in its Python code after statement {done}"
-        if done
+        else f"failed in its Python code after statement {ran}"
+        if ran
         else "failed in its Python code before its first statement"
     )
     if not done:
-        return f"revision {revision} {where}; nothing of it was committed"
-    which = "statement 1 was" if done == 1 else f"statements 1-{done} were"
-    verb = "is" if done == 1 else "are"
+        text = f"revision {revision} {where}; nothing of it was committed"
+    else:
+        which = "statement 1 was" if done == 1 else f"statements 1-{done} were"
+        verb = "is" if done == 1 else "are"
+        text = (
+            f"revision {revision} {where}; {which} committed by {server} and {verb} not rolled "
+            f"back: {numbered(failure.committed)}"
+        )
+    return text + rolled_back_text(failure)
+
+
+def rolled_back_text(failure: Failure) -> str:
+    """The statements after the last commit, in the transaction the failure rolled back."""
+    if not failure.rolled_back:
+        return ""
+    first, last = len(failure.committed) + 1, len(failure.committed) + len(failure.rolled_back)
+    which = f"statement {first} was" if first == last else f"statements {first}-{last} were"
+    listed = numbered(failure.rolled_back, start=first)
+    if failure.rollback_known:
+        return f"; {which} in the open transaction, rolled back with it: {listed}"
     return (
-        f"revision {revision} {where}; {which} committed by {server} and {verb} not rolled "
-        f"back: {numbered(failure.committed)}"
+        f"; {which} in the open transaction after the last DDL statement: rolled back, unless "
+        f"the failing statement committed it before it ran (check their data): {listed}"
     )

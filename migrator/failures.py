@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from migrator import interrupts
-from migrator.account import Failure, account_text, numbered
+from migrator.account import Failure, account_text, numbered, rolled_back_text
 from migrator.backends import Backend, ConnectFailed, Raw
 from migrator.errors import (
     DatabaseRejected,
@@ -136,7 +136,8 @@ def _connection_lost(error: BaseException, scene: Scene) -> BaseException | None
     if len(done) == 1:
         ran = f"statement 1 of it had completed, committed by MySQL: {numbered(done)}"
     elif not done:
-        ran = "none of its statements had completed"
+        ran = "nothing of it was committed" if failure.rolled_back else "none of it had completed"
+    ran += rolled_back_text(failure)
     flight = (
         f"; statement {failure.failed_statement} was running and may or may not have completed"
         if failure.failed_statement is not None

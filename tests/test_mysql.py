@@ -396,3 +396,44 @@ def test_a_lost_connection_mid_revision_names_what_committed(
     assert "statement 1 of it had completed, committed by MySQL: [1] CREATE TABLE first" in message
     assert "statement 2 was running and may or may not have completed" in message
     assert result.final["committed_statements"][0].startswith("CREATE TABLE first")
+
+
+@pytest.mark.parametrize(
+    ("third", "rows", "message"),
+    [
+        # A SELECT commits nothing: the INSERT before it is rolled back with the transaction.
+        (
+            'op.execute("SELECT * FROM no_such_table")',
+            0,
+            "statement 1 was committed by MySQL and is not rolled back: [1] CREATE TABLE first"
+            " ( id INTEGER NOT NULL AUTO_INCREMENT, CONSTRAINT pk_first PRIMARY KEY (id) ); "
+            "statement 2 was in the open transaction, rolled back with it: [2] INSERT INTO first",
+        ),
+        # A DDL statement commits before it runs, even one that then fails (table exists).
+        (
+            'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))',
+            1,
+            "statements 1-2 were committed by MySQL and are not rolled back: [1] CREATE TABLE "
+            "first ( id INTEGER NOT NULL AUTO_INCREMENT, CONSTRAINT pk_first PRIMARY KEY (id) );"
+            " [2] INSERT INTO first",
+        ),
+    ],
+)
+def test_data_changed_after_the_last_ddl_is_told_apart_by_the_server(
+    mdb: MySQLDatabase, project: Path, third: str, rows: int, message: str
+) -> None:
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("INSERT INTO first VALUES (1)")\n' + third,
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    result = run_job("upgrade", "head", env=env)
+    assert result.code == 5, result.stdout
+    assert message in result.final["message"], result.final["message"]
+    assert mdb.query("SELECT COUNT(*) FROM first") == [(rows,)]
+    assert result.final["committed_count"] == 2 - (rows == 0)
+    record = run_job("current", env=env).one("current")["half_applied"]
+    assert len(record["committed"]) == result.final["committed_count"]

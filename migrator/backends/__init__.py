@@ -147,6 +147,11 @@ class Backend:
         """Set the version table's comment, committed ("" clears it)."""
         raise NotImplementedError  # never needed where a failed revision rolls back
 
+    def uncommitted_rows(self, raw: Raw) -> int | None:
+        """Rows the open transaction changed and has not committed; None when the server cannot
+        say (asked where DDL commits as it runs, as a statement fails)."""
+        return None
+
     def canceller(self, raw: Raw) -> Callable[[], None]:
         """What stops this connection's running statement from another thread."""
         raise NotImplementedError

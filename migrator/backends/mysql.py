@@ -153,6 +153,21 @@ class MySQL(Backend):
         raw.rollback()
         return str(row[0] or "") if row else ""
 
+    def uncommitted_rows(self, raw: Raw) -> int | None:
+        # InnoDB's own count for this session's transaction (no row: no transaction, nothing
+        # pending). Reading it takes the PROCESS privilege: without it, None, and the account
+        # says what it cannot know.
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(
+                    "SELECT trx_rows_modified FROM information_schema.INNODB_TRX"
+                    " WHERE trx_mysql_thread_id = CONNECTION_ID()"
+                )
+                row = cursor.fetchone()
+        except pymysql.err.MySQLError:
+            return None
+        return int(row[0]) if row else 0
+
     def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
         quoted = ".".join(map(self.quote, filter(None, (table.schema, table.name))))
         raw.rollback()  # whatever a failed revision left open is not ours to commit

@@ -52,7 +52,8 @@ def migrate(
     ran: list[dict[str, Any]] = []
     # Where DDL commits as it runs, the statements of the revision in flight are what a failure
     # leaves applied: counted on the locked connection, for the `failed` event (account.py).
-    account = Account(secrets)
+    raw = connection.connection.dbapi_connection
+    account = Account(secrets, pending=lambda: backend.uncommitted_rows(raw))
     if not backend.transactional_ddl:
         account.attach(connection)
 
