@@ -126,9 +126,14 @@ class LintFindings(MigrateError):
 class Interrupted(BaseException):
     """A termination signal arrived; unwinding rolls back and releases the lock."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, message: str | None = None, /, **details: Any) -> None:
         self.signum = signum
-        super().__init__(signal.Signals(signum).name)
+        self.details = details  # on MySQL: the account of the revision it stopped
+        super().__init__(message or signal.Signals(signum).name)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 # The one table from failure to exit code; the most specific class wins.

@@ -437,3 +437,34 @@ def test_data_changed_after_the_last_ddl_is_told_apart_by_the_server(
     assert result.final["committed_count"] == 2 - (rows == 0)
     record = run_job("current", env=env).one("current")["half_applied"]
     assert len(record["committed"]) == result.final["committed_count"]
+
+
+def test_sigterm_after_committed_statements_gives_the_account_and_records_it(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("SELECT SLEEP(30)")',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    runner = Running("upgrade", "head", env=env)
+    deadline = time.monotonic() + 30
+    while not mdb.query(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+    ):
+        assert time.monotonic() < deadline, "SLEEP never started"
+    runner.process.send_signal(signal.SIGTERM)
+    result = runner.finish(timeout=20)
+    assert result.code == 143, result.stdout
+    message = result.final["message"]
+    assert message.startswith(
+        f"SIGTERM while running {HALFWAY}: revision {HALFWAY} failed at statement 2; statement 1 "
+        "was committed by MySQL and is not rolled back: [1] CREATE TABLE first"
+    ), message
+    assert result.final["half_applied_recorded"] is True, message
+    assert HALFWAY in _note(mdb)
+    assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)]
+    assert run_job("upgrade", "head", env=env).code == 2  # not retried into "already exists"

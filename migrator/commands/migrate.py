@@ -14,7 +14,7 @@ from typing import Any
 from migrator import backoff, halfapplied, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
-from migrator.errors import ConfigError, DDLTimeout, MigrationError, UsageError
+from migrator.errors import ConfigError, DDLTimeout, Interrupted, MigrationError, UsageError
 from migrator.failures import describe
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
@@ -87,7 +87,7 @@ def _change(job: Job, kind: str) -> None:
                     return
                 try:
                     _run(job, raw, kind, target)
-                except MigrationError as error:
+                except (MigrationError, Interrupted) as error:
                     raise _recorded(job, raw, error) from None
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
@@ -168,30 +168,47 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
             time.sleep(pause)
 
 
-def _recorded(job: Job, raw: Raw, error: MigrationError) -> MigrationError:
-    """A revision that failed with statements committed (MySQL), recorded as half-applied.
+def _recorded(job: Job, raw: Raw, error: MigrationError | Interrupted) -> Any:
+    """A revision that stopped with statements committed (MySQL), recorded as half-applied.
 
-    Written on the locked connection while the lock is still held, so that no runner starts
-    between the failure and the record. A revision that failed at its first statement left
-    nothing: no record, and the next run retries it."""
+    Written while the lock is still held, so that no runner starts between the failure and the
+    record. A revision that failed at its first statement left nothing: no record, and the next
+    run retries it."""
     details = error.details
     if not details.get("committed_statements"):
         return error
-    record = halfapplied.Record.of(details, type(error).__name__)
-    try:
-        job.backend.write_note(raw, job.ini.versions, record.note())
-        written = halfapplied.read(job.backend, raw, job.ini.versions) is not None
-        problem = "" if written else "the comment did not hold it"
-    except Exception as failed:  # the connection may be gone: say so, never claim the record
-        written, problem = False, describe(failed)
-    if written:
+    cause = error.signal_name if isinstance(error, Interrupted) else type(error).__name__
+    record = halfapplied.Record.of(details, cause)
+    problem = _write_record(job, raw, record)
+    if problem is None:
         said = (
             "; recorded as half-applied in the version table's comment: upgrade, downgrade "
             "and stamp refuse until it is repaired and `resolve` is run (README: MySQL)"
         )
     else:
         said = f"; it could NOT be recorded as half-applied ({problem}): check the schema"
-    return type(error)(f"{error}{said}", **details, half_applied_recorded=written)
+    extra = {**details, "half_applied_recorded": problem is None}
+    if isinstance(error, Interrupted):
+        return Interrupted(error.signum, f"{error}{said}", **extra)
+    return type(error)(f"{error}{said}", **extra)
+
+
+def _write_record(job: Job, raw: Raw, record: halfapplied.Record) -> str | None:
+    """Write the record and read it back; what went wrong, or None."""
+    table = job.ini.versions
+    fresh = None
+    try:
+        if job.backend.lost(raw):
+            # A signal in PyMySQL's read drops the connection; the server keeps the session,
+            # and the lock, until the job ends it: another runner cannot start meanwhile.
+            fresh = raw = job.backend.connect(job.settings.require_database(), LAST_LOOK_TIMEOUT)
+        job.backend.write_note(raw, table, record.note())
+        return None if halfapplied.read(job.backend, raw, table) else "the comment did not hold it"
+    except Exception as failed:  # the connection may be gone: say so, never claim the record
+        return describe(failed)
+    finally:
+        if fresh is not None:
+            fresh.close()
 
 
 def _naming_blockers(error: DDLTimeout, sessions: list[dict[str, Any]]) -> DDLTimeout:

@@ -19,9 +19,9 @@ from alembic.runtime.migration import MigrationContext, MigrationStep
 from sqlalchemy import Connection
 from sqlalchemy.exc import InvalidRequestError
 
-from migrator.account import Account
+from migrator.account import Account, account_text
 from migrator.backends import UNSET, Backend, Limits
-from migrator.errors import ProjectError
+from migrator.errors import Interrupted, ProjectError
 from migrator.failures import Scene, translated
 from migrator.job import Outcome
 from migrator.logs import Log
@@ -84,8 +84,24 @@ def migrate(
         scripts=script.dir,
         account=account.failure,
     )
-    with translated(scene), environment:
-        _run_env(project, environment)
+    try:
+        with translated(scene), environment:
+            _run_env(project, environment)
+    except Interrupted as stop:
+        # Where DDL commits as it runs, what the revision left matters after a signal too.
+        running = outcome.running
+        if backend.transactional_ddl or running is None or stop.details:
+            raise
+        failure = account.failure()
+        raise Interrupted(
+            stop.signum,
+            f"{stop.signal_name} while running {running['revision']}: "
+            f"{account_text(running['revision'], failure)}",
+            revision=running["revision"],
+            direction=running["direction"],
+            down_revision=running["down_revision"],
+            **failure.details,
+        ) from None
     with translated(scene):
         heads = _verified(environment, outcome)
     if not each and ran:
