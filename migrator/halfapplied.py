@@ -61,8 +61,11 @@ class Record(NamedTuple):
             return None
         try:
             fields = json.loads(note[len(PREFIX) :])
-            return cls(**{name: fields.get(name) for name in cls._fields})
-        except (ValueError, TypeError):
+            if not isinstance(fields.get("revision"), str):
+                raise ValueError("no revision")
+            record = {name: fields.get(name) for name in cls._fields}
+            return cls(**{**record, "committed": list(record["committed"] or [])})
+        except (ValueError, TypeError, AttributeError):
             # Ours, but edited or cut: still a half-applied revision, never ignored.
             return cls("unknown", "unknown", None, None, [], 0, "unreadable record", "")
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from migrator.backends.mysql import lock_key
+from migrator.halfapplied import NOTE_LIMIT, PREFIX, Record
 from tests.conftest import (
     HEAD,
     REVISIONS,
@@ -468,3 +469,25 @@ def test_sigterm_after_committed_statements_gives_the_account_and_records_it(
     assert HALFWAY in _note(mdb)
     assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)]
     assert run_job("upgrade", "head", env=env).code == 2  # not retried into "already exists"
+
+
+def test_the_record_fits_a_table_comment_and_a_cut_one_is_never_ignored() -> None:
+    details = {
+        "revision": HALFWAY,
+        "direction": "upgrade",
+        "down_revision": HEAD,
+        "failed_statement": 41,
+        "committed_statements": [f"ALTER TABLE t{n} ADD COLUMN {'x' * 600} INT" for n in range(40)],
+        "committed_count": 40,
+    }
+    record = Record.of(details, "OperationalError")
+    note = record.note()
+    assert len(note) <= NOTE_LIMIT
+    parsed = Record.parse(note)
+    assert parsed is not None and parsed.revision == HALFWAY and parsed.committed_count == 40
+    assert 0 < len(parsed.committed) < 40 and all(len(text) <= 200 for text in parsed.committed)
+    assert "and " in parsed.account() and "more" in parsed.account()
+    cut = Record.parse(note[:100])  # edited by hand, or cut: still half-applied
+    assert cut is not None and cut.revision == "unknown"
+    assert Record.parse("a comment of the user's own") is None
+    assert Record.parse("") is None and note.startswith(PREFIX)
