@@ -53,3 +53,26 @@ def test_usage_errors_show_the_short_usage() -> None:
     with pytest.raises(UsageError) as error:
         cli.parse(["history", "head"], ENV)
     assert str(error.value).endswith("usage: entrypoint.py [options] COMMAND [REVISION] [options]")
+
+
+WORDS = [*COMMANDS, "head", "base", "-1", "+2", "abc123", " ", "", "nonsense", "--sql", "-h"]
+
+
+@pytest.mark.parametrize("first", WORDS)
+@pytest.mark.parametrize("second", [None, *WORDS])
+def test_a_plain_command_line_means_what_argparse_makes_of_it(first, second) -> None:
+    """cli reads plain words itself (the no-op's speed): the same request as argparse's, and
+    every line it does not take, or argparse refuses, is left to argparse."""
+    from migrator.arguments import parse_request
+
+    argv = [first] if second is None else [first, second]
+    plain = cli._plain_request(argv)
+    try:
+        expected = parse_request(argv)
+    except (UsageError, SystemExit):
+        assert plain is None
+        return
+    if all(word.strip() and word[0] != "-" for word in argv):
+        assert (plain, {}) == expected  # every accepted plain line takes the short way
+    else:
+        assert plain is None
