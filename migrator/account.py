@@ -12,6 +12,7 @@ never enter the account) and redacted when they are read.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from migrator.redaction import redact
 
 TEXT_LIMIT = 500  # characters of one statement in an event
 COUNT_LIMIT = 50  # statements listed in an event; the count says how many there were
+INNODB_BUFFER_AGE = 0.15  # seconds: information_schema.INNODB_TRX may be 0.1 s old
 
 # The statements after which MySQL has committed everything before them: DDL and the others of
 # its "statements that cause an implicit commit" a revision may run. Temporary tables are the
@@ -105,9 +107,18 @@ class Account:
         self.running = None
 
     def _failed(self, context: Any) -> None:
-        # Before anything rolls back: does the open transaction hold changes of its own?
-        if self.running is not None and not context.is_disconnect:
-            self.rows_pending = self.pending()
+        # Before anything rolls back: does the open transaction hold changes of its own? Only
+        # asked when statements ran after the last one that commits (a pure-DDL revision's
+        # answer is known).
+        if self.running is None or context.is_disconnect or not self._after_last_commit():
+            return
+        # InnoDB answers from a buffer it refreshes when it is more than 0.1 s old: read that
+        # long after the failure, the answer is from after it (our session does nothing else).
+        time.sleep(INNODB_BUFFER_AGE)
+        self.rows_pending = self.pending()
+
+    def _after_last_commit(self) -> bool:
+        return bool(self.done) and not _COMMITS.match(self.done[-1])
 
     def _clean(self, text: str) -> str:
         # One line: DDL rendered by SQLAlchemy spans several, with tabs.
