@@ -58,6 +58,12 @@ class Job:
     def heads(self) -> list[str]:
         return self.known_heads if self.known_heads is not None else sorted(self.project.heads)
 
+    def targets_recorded_head(self, target: str) -> bool:
+        """Whether `target` is the one head recorded at build time (`head`, or its id): then
+        "is there anything to do?" needs the driver alone."""
+        single = self.known_heads if self.known_heads and len(self.known_heads) == 1 else None
+        return single is not None and target in ("head", single[0])
+
     @property
     def lock_name(self) -> str:
         return self.settings.lock_name or self.ini.versions.lock_name
