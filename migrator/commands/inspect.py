@@ -43,8 +43,8 @@ def history(job: Job) -> None:
 
     With a URL, the database is read (after the usual wait, exit 3 if it never answers): a
     history that silently left the marks out would read as "nothing applied"."""
+    script = job.project.script  # first: broken scripts exit 2 before any wait
     current = _current(job) if job.settings.database is not None else None
-    script = job.project.script
     heads = set(script.get_heads())
     revisions = [
         {
