@@ -270,3 +270,21 @@ def test_sqlite_status_sql_and_history(tmp_path: Path) -> None:
     unknown = run_job("status", env=env)
     assert unknown.code == 2, unknown.stdout
     assert unknown.one("status")["unknown"] == [UNKNOWN]
+
+
+def test_reading_a_sqlite_file_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "app.db"
+    url = f"sqlite:///{database}"
+    status = run_job("status", env=job_env(url))
+    assert status.code == 7, status.stdout
+    assert [step["revision"] for step in status.one("status")["pending"]] == REVISIONS
+    assert run_job("current", env=job_env(url)).one("current")["current"] == []
+    marks = [e["applied"] for e in run_job("history", env=job_env(url)).one("history")["revisions"]]
+    assert marks == [False] * len(REVISIONS)
+    code, sql, events = sql_run("upgrade", REVISIONS[0], "--sql", url=url)
+    assert code == 0, events
+    assert "CREATE TABLE accounts" in sql
+    assert not database.exists(), "a command that only reads created the database"
+
+    missing_dir = run_job("status", env=job_env(f"sqlite:///{tmp_path}/no/such/dir/app.db"))
+    assert missing_dir.code == 2 and missing_dir.final["error"] == "DatabaseRejected"

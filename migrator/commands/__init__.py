@@ -73,14 +73,17 @@ class Job:
 
 
 @contextmanager
-def connected(job: Job, timeout: float | None = None) -> Iterator[Raw]:
-    """A connection once the database accepts one; closed on the way out, whatever happens."""
+def connected(job: Job, timeout: float | None = None, *, read_only: bool = False) -> Iterator[Raw]:
+    """A connection once the database accepts one; closed on the way out, whatever happens.
+
+    `read_only`: the command only reads, so it must not create the database (a SQLite file)."""
     database = job.settings.require_database()
     backend = job.backend
     wait = job.settings.wait_timeout if timeout is None else timeout
+    connect = backend.connect_to_read if read_only else backend.connect
     with translated(Scene(backend=backend)):
         raw = wait_for_database(
-            lambda: backend.connect(database, job.settings.connect_timeout), wait, job.log
+            lambda: connect(database, job.settings.connect_timeout), wait, job.log
         )
     try:
         with (

@@ -8,7 +8,7 @@ from migrator.commands import Job, connected
 
 
 def current(job: Job) -> None:
-    with connected(job) as raw:
+    with connected(job, read_only=True) as raw:
         revisions = job.read_versions(raw)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
     # `current`, as in plan, nothing_to_do and awaiting_head; `revisions` is the old name, kept
@@ -68,7 +68,7 @@ def history(job: Job) -> None:
 
 
 def _current(job: Job) -> list[str]:
-    with connected(job) as raw:
+    with connected(job, read_only=True) as raw:
         revisions = job.read_versions(raw)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
     return revisions

@@ -47,7 +47,7 @@ def write_sql(job: Job, kind: str, target: str) -> None:
 def _read_current(job: Job) -> list[str]:
     """The database's revisions, after the usual wait; exit 3 names the offline way."""
     try:
-        with connected(job) as raw:
+        with connected(job, read_only=True) as raw:
             return job.read_versions(raw)
     except DatabaseUnavailable as error:
         raise DatabaseUnavailable(f"{error}; {OFFLINE_WAY}", **error.details) from None

@@ -15,7 +15,7 @@ from migrator.verdict import PENDING, UNKNOWN_REVISION, verdict
 
 
 def status(job: Job) -> None:
-    with connected(job) as raw:
+    with connected(job, read_only=True) as raw:
         current = job.read_versions(raw)
     job.outcome.revisions_before = job.outcome.revisions_after = current
     if job.known_heads is not None and current == job.known_heads:
