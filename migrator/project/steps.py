@@ -100,22 +100,18 @@ def step_info(step: MigrationStep) -> dict[str, Any]:
 def refuse_unknown(project: Project, heads: Iterable[str]) -> None:
     unknown = unknown_revisions(project, heads)
     if unknown:
-        raise unknown_revision_error(unknown)
+        raise RevisionError(
+            f"the database's version table holds {', '.join(unknown)}, which this image's "
+            "migrations do not contain: either the database was migrated by a newer image "
+            "(deploy that image), or the version table was edited; to repair, find the "
+            "revision the schema really matches and run `stamp --purge <revision>`",
+            unknown=unknown,
+        )
 
 
 def unknown_revisions(project: Project, heads: Iterable[str]) -> list[str]:
     """The database's revisions that the scripts do not contain, in the order given."""
     return [head for head in heads if not _known(project, head)]
-
-
-def unknown_revision_error(unknown: list[str]) -> RevisionError:
-    return RevisionError(
-        f"the database's version table holds {', '.join(unknown)}, which this image's "
-        "migrations do not contain: either the database was migrated by a newer image "
-        "(deploy that image), or the version table was edited; to repair, find the "
-        "revision the schema really matches and run `stamp --purge <revision>`",
-        unknown=unknown,
-    )
 
 
 def pending(project: Project, current: Iterable[str], target: str) -> list[dict[str, Any]]:
