@@ -90,6 +90,11 @@ COMMANDS: Mapping[str, Command] = {
             "history", "report every revision, oldest first", "migrator.commands.inspect:history"
         ),
         Command(
+            "status",
+            "what upgrade would do: pending and unknown revisions (exit 7 pending, 2 unknown)",
+            "migrator.commands.status:status",
+        ),
+        Command(
             "check",
             "compare the models with the database (exit 7 on any difference)",
             "migrator.commands.check:check",

@@ -1,13 +1,14 @@
-"""Commands that only read: `current` (the database), `heads` and `history` (the scripts)."""
+"""Commands that only read: `current` (the database), `heads` and `history` (the scripts,
+and with DATABASE_URL set, which of them the database has applied)."""
 
 from __future__ import annotations
 
-from migrator import halfapplied
+from migrator import halfapplied, project
 from migrator.commands import Job, connected
 
 
 def current(job: Job) -> None:
-    with connected(job) as raw:
+    with connected(job, read_only=True) as raw:
         revisions = job.read_versions(raw)
         record = halfapplied.read(job.backend, raw, job.ini.versions)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
@@ -42,7 +43,12 @@ def heads(job: Job) -> None:
 
 
 def history(job: Job) -> None:
-    script = job.project.script
+    """Every revision, oldest first; with DATABASE_URL set, each marked applied or not.
+
+    With a URL, the database is read (after the usual wait, exit 3 if it never answers): a
+    history that silently left the marks out would read as "nothing applied"."""
+    script = job.project.script  # first: broken scripts exit 2 before any wait
+    current = _current(job) if job.settings.database is not None else None
     heads = set(script.get_heads())
     revisions = [
         {
@@ -52,5 +58,21 @@ def history(job: Job) -> None:
             "is_head": revision.revision in heads,
         }
         for revision in script.walk_revisions()
-    ]
-    job.log.info("history", revisions=revisions[::-1])
+    ][::-1]
+    if current is None:
+        job.log.info("history", revisions=revisions)
+        return
+    unknown = project.unknown_revisions(job.project, current)
+    # A revision the scripts do not know may descend from any of them: no mark is a fact then.
+    applied = None if unknown else project.applied(job.project, current)
+    for revision in revisions:
+        revision["applied"] = None if applied is None else revision["revision"] in applied
+    job.log.info("history", revisions=revisions, current=current, unknown=unknown)
+    project.refuse_unknown(job.project, current)
+
+
+def _current(job: Job) -> list[str]:
+    with connected(job, read_only=True) as raw:
+        revisions = job.read_versions(raw)
+    job.outcome.revisions_before = job.outcome.revisions_after = revisions
+    return revisions
