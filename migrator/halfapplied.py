@@ -9,6 +9,12 @@ it; autogenerate never compares the version table, and its comment is ours to us
 neither reads nor writes it). The cost: a MySQL table comment holds 2048 characters, so the
 record keeps statement texts shortened, and drops the last ones (keeping their count) to fit.
 Writing it is an `ALTER TABLE ... COMMENT`, DDL that commits at once: durable by itself.
+
+Before each revision runs, a marker (a record whose error is IN_FLIGHT) goes there first, as
+golang-migrate's "dirty" flag: a run that ends without a word (SIGKILL, a lost connection)
+leaves it, and the next run refuses rather than run the revision's first statements again. A
+run that fails with statements committed replaces it with the record; one that leaves nothing
+(or commits) clears it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from migrator.backends import Backend, Raw, VersionTable
 from migrator.errors import HalfApplied
 
 PREFIX = "migrate-job half-applied "
+# The `error` of the marker written before each revision runs (MySQL): left in place, it means a
+# run ended without saying what the revision left (SIGKILL, OOM, node loss, a lost connection).
+IN_FLIGHT = "in flight"
 NOTE_LIMIT = 2048  # characters: MySQL's (and MariaDB's) limit for a table comment
 RECORD_TEXT_LIMIT = 200  # characters of one statement in the record
 
@@ -55,6 +64,16 @@ class Record(NamedTuple):
         )
 
     @classmethod
+    def in_flight(cls, running: dict[str, Any]) -> Record:
+        """The marker for the revision about to run: replaced by the record if it fails with
+        statements committed, cleared once it commits or fails leaving nothing."""
+        return cls.of({**running, "committed_statements": [], "committed_count": 0}, IN_FLIGHT)
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.error == IN_FLIGHT
+
+    @classmethod
     def parse(cls, note: str | None) -> Record | None:
         """The record in a version table's comment; None when the comment is not one."""
         if not note or not note.startswith(PREFIX):
@@ -84,6 +103,12 @@ class Record(NamedTuple):
         return self._asdict()
 
     def account(self) -> str:
+        if self.is_in_flight:
+            return (
+                f"revision {self.revision} was running when an earlier run ended without saying "
+                "what it left (SIGKILL, OOM, node loss, a lost connection, or a crash): which of "
+                "its statements ran, and so were committed by MySQL, is not known: check the schema"
+            )
         text = account_text(self.revision, Failure(self.failed_statement, self.committed, None))
         missing = self.committed_count - len(self.committed)
         return text + (f"; ... and {missing} more" if missing > 0 else "")
@@ -110,8 +135,11 @@ def repair_steps(record: Record) -> str:
 def refusal(record: Record, command: str) -> HalfApplied:
     """Why `command` does not run on this database, and what to do."""
     when = f" at {record.at}" if record.at else ""
+    what = (
+        "a revision that may be half-applied" if record.is_in_flight else "a half-applied revision"
+    )
     return HalfApplied(
-        f"{command} refused: the database holds a half-applied revision, recorded{when} "
+        f"{command} refused: the database holds {what}, recorded{when} "
         f"({record.direction}, {record.error}): {record.account()}; {repair_steps(record)}",
         half_applied=record.details,
     )

@@ -532,3 +532,47 @@ def test_status_reports_a_half_applied_revision(mdb: MySQLDatabase, project: Pat
     status = result.one("status")
     assert status["half_applied"]["revision"] == HALFWAY
     assert status["half_applied"]["failed_statement"] == 3
+
+
+def test_sigkill_mid_revision_leaves_the_in_flight_marker_and_the_next_run_refuses(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("SELECT SLEEP(30)")',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    runner = Running("upgrade", "head", env=env)
+    deadline = time.monotonic() + 30
+    while not (
+        sessions := mdb.query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+        )
+    ):
+        assert time.monotonic() < deadline, "SLEEP never started"
+    runner.process.kill()  # nothing of the job runs after this
+    runner.process.wait(timeout=10)
+    mdb.query(f"KILL {int(sessions[0][0])}")  # its lingering session, and lock, end
+    assert "first" in mdb.tables() and mdb.version() == [HEAD]
+
+    refused = run_job("upgrade", "head", env=env)
+    assert refused.code == 2, refused.stdout
+    assert refused.final["error"] == "HalfApplied"
+    assert refused.final["half_applied"]["revision"] == HALFWAY
+    assert "was running when an earlier run ended without saying" in refused.final["message"]
+    assert not refused.named("migration_started")
+
+    # Repair: undo it, resolve, and the fixed revision runs from its first statement.
+    mdb.query("DROP TABLE first")
+    add_revision(
+        project,
+        HALFWAY,
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))',
+    )
+    assert run_job("resolve", env=env).code == 0
+    assert run_job("upgrade", "head", env=env).code == 0
+    assert mdb.version() == [HALFWAY] and _note(mdb) == ""

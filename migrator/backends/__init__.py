@@ -148,7 +148,8 @@ class Backend:
         return ""
 
     def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
-        """Set the version table's comment, committed ("" clears it)."""
+        """Set the version table's comment, committed ("" clears it), with whatever the
+        session had open (on MySQL, as any DDL statement)."""
         raise NotImplementedError  # never needed where a failed revision rolls back
 
     def uncommitted_rows(self, raw: Raw) -> int | None:

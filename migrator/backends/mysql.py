@@ -170,9 +170,9 @@ class MySQL(Backend):
 
     def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
         quoted = ".".join(map(self.quote, filter(None, (table.schema, table.name))))
-        raw.rollback()  # whatever a failed revision left open is not ours to commit
         with raw.cursor() as cursor:
-            # DDL: it commits by itself (metadata only, on a table of a few rows).
+            # DDL: it commits by itself, and what the session had open with it, as any DDL
+            # statement of a revision would (metadata only, on a table of a few rows).
             cursor.execute(f"ALTER TABLE {quoted} COMMENT = %s", (note,))
         raw.commit()
 

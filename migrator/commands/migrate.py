@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from migrator import backoff, halfapplied, project
@@ -143,6 +144,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                     outcome=job.outcome,
                     secrets=settings.secrets,
                     purge=job.request.purge,
+                    versions=job.ini.versions,
                 )
                 return
             except DDLTimeout as timeout:
@@ -173,6 +175,7 @@ def _recorded(job: Job, raw: Raw, error: MigrationError | Interrupted) -> Any:
     run retries it."""
     details = error.details
     if not details.get("committed_statements"):
+        _clear_marker(job, raw)
         return error
     cause = error.signal_name if isinstance(error, Interrupted) else type(error).__name__
     record = halfapplied.Record.of(details, cause)
@@ -190,17 +193,47 @@ def _recorded(job: Job, raw: Raw, error: MigrationError | Interrupted) -> Any:
     return type(error)(f"{error}{said}", **extra)
 
 
+def _clear_marker(job: Job, raw: Raw) -> None:
+    """The revision left nothing: its in-flight marker goes (the next run simply retries it).
+
+    Cleared only when the failure is known (exit 5, 6, 130/143); if it cannot be, it stays and
+    the next run refuses, which is the safe side."""
+    if job.backend.transactional_ddl:
+        return
+
+    def clear(connection: Raw) -> None:
+        record = halfapplied.read(job.backend, connection, job.ini.versions)
+        if record is not None and record.is_in_flight:
+            job.backend.write_note(connection, job.ini.versions, "")
+
+    problem = _on_the_database(job, raw, clear)
+    if problem is not None:
+        job.log.warning("in_flight_marker_kept", reason=problem)
+
+
 def _write_record(job: Job, raw: Raw, record: halfapplied.Record) -> str | None:
     """Write the record and read it back; what went wrong, or None."""
-    table = job.ini.versions
+
+    def write(connection: Raw) -> None:
+        job.backend.write_note(connection, job.ini.versions, record.note())
+        if halfapplied.read(job.backend, connection, job.ini.versions) is None:
+            raise RuntimeError("the comment did not hold it")
+
+    return _on_the_database(job, raw, write)
+
+
+def _on_the_database(job: Job, raw: Raw, work: Callable[[Raw], None]) -> str | None:
+    """`work` on the locked connection, or a fresh one if it was dropped; what went wrong.
+
+    A signal in PyMySQL's read drops the connection; the server keeps the session, and the
+    lock, until the job ends it: another runner cannot start meanwhile."""
     fresh = None
     try:
         if job.backend.lost(raw):
-            # A signal in PyMySQL's read drops the connection; the server keeps the session,
-            # and the lock, until the job ends it: another runner cannot start meanwhile.
             fresh = raw = job.backend.connect(job.settings.require_database(), LAST_LOOK_TIMEOUT)
-        job.backend.write_note(raw, table, record.note())
-        return None if halfapplied.read(job.backend, raw, table) else "the comment did not hold it"
+        raw.rollback()  # what the failed revision left open is not ours to commit
+        work(raw)
+        return None
     except Exception as failed:  # the connection may be gone: say so, never claim the record
         return describe(failed)
     finally:
