@@ -397,7 +397,10 @@ def test_a_lost_connection_mid_revision_names_what_committed(
     assert "rolled back" not in message, message
     assert "statement 1 of it had completed, committed by MySQL: [1] CREATE TABLE first" in message
     assert "statement 2 was running and may or may not have completed" in message
+    assert "stays marked in flight" in message
     assert result.final["committed_statements"][0].startswith("CREATE TABLE first")
+    refused = run_job("upgrade", "head", env=env)  # not rerun into "Table already exists"
+    assert refused.code == 2 and refused.final["error"] == "HalfApplied", refused.stdout
 
 
 @pytest.mark.parametrize(

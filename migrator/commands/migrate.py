@@ -15,7 +15,14 @@ from migrator import backoff, halfapplied, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
 from migrator.commands.sql import write_sql
-from migrator.errors import ConfigError, DDLTimeout, Interrupted, MigrationError, UsageError
+from migrator.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    DDLTimeout,
+    Interrupted,
+    MigrationError,
+    UsageError,
+)
 from migrator.failures import describe
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
@@ -87,6 +94,8 @@ def _change(job: Job, kind: str) -> None:
                     _run(job, raw, kind, target)
                 except (MigrationError, Interrupted) as error:
                     raise _recorded(job, raw, error) from None
+                except DatabaseUnavailable as lost:
+                    raise _marked(job, lost) from None
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
             # committed now.
@@ -191,6 +200,17 @@ def _recorded(job: Job, raw: Raw, error: MigrationError | Interrupted) -> Any:
     if isinstance(error, Interrupted):
         return Interrupted(error.signum, f"{error}{said}", **extra)
     return type(error)(f"{error}{said}", **extra)
+
+
+def _marked(job: Job, lost: DatabaseUnavailable) -> DatabaseUnavailable:
+    """The connection went mid-revision (MySQL): the in-flight marker stays, and says so."""
+    if job.backend.transactional_ddl or "revision" not in lost.details:
+        return lost
+    return DatabaseUnavailable(
+        f"{lost}; the revision stays marked in flight in the version table's comment: the next "
+        "upgrade, downgrade or stamp refuses until the schema is checked and `resolve` is run",
+        **lost.details,
+    )
 
 
 def _clear_marker(job: Job, raw: Raw) -> None:
