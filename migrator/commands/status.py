@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator import project
+from migrator import halfapplied, project
 from migrator.commands import Job, connected
 from migrator.errors import NotUpToDate
 from migrator.verdict import PENDING, UNKNOWN_REVISION, verdict
@@ -17,17 +17,20 @@ from migrator.verdict import PENDING, UNKNOWN_REVISION, verdict
 def status(job: Job) -> None:
     with connected(job, read_only=True) as raw:
         current = job.read_versions(raw)
+        record = halfapplied.read(job.backend, raw, job.ini.versions)
+    # MySQL: a revision that failed halfway is reported (upgrade would refuse), not failed on.
+    half = None if record is None else record.details
     job.outcome.revisions_before = job.outcome.revisions_after = current
     if job.known_heads is not None and current == job.known_heads:
         # At the heads Alembic recorded at build time: nothing pending, nothing unknown, and
         # no need to load Alembic to say so (as `upgrade`'s no-op).
-        _report(job, current, job.known_heads, unknown=[], pending=[])
+        _report(job, current, job.known_heads, unknown=[], pending=[], half_applied=half)
         return
     heads = sorted(job.project.heads)
     unknown = project.unknown_revisions(job.project, current)
     # With an unknown revision there is nothing to plan from: Alembic cannot walk from it.
     pending = None if unknown else project.pending(job.project, current, "heads")
-    _report(job, current, heads, unknown=unknown, pending=pending)
+    _report(job, current, heads, unknown=unknown, pending=pending, half_applied=half)
 
 
 def _report(
@@ -37,12 +40,19 @@ def _report(
     *,
     unknown: list[str],
     pending: list[dict[str, Any]] | None,
+    half_applied: dict[str, Any] | None,
 ) -> None:
     """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown)."""
     found = verdict(unknown=unknown, pending=pending)
     listed = None if pending is None else [_entry(step) for step in pending]
     job.log.info(
-        "status", current=current, heads=heads, pending=listed, unknown=unknown, verdict=found
+        "status",
+        current=current,
+        heads=heads,
+        pending=listed,
+        unknown=unknown,
+        verdict=found,
+        half_applied=half_applied,
     )
     if found == UNKNOWN_REVISION:
         project.refuse_unknown(job.project, current)
