@@ -38,6 +38,23 @@ def database_url() -> str:
     return database.url
 
 
+# What MySQL and MariaDB report for a `now()` default (MariaDB says `current_timestamp()`).
+_NOW = {"now()", "current_timestamp", "current_timestamp()"}
+
+
+def _same_default(  # noqa: PLR0917 - Alembic passes these six, by position
+    context: object,
+    inspected_column: object,
+    metadata_column: object,
+    inspected_default: str | None,
+    metadata_default: object,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """False (no difference) for now() as MySQL spells it; otherwise Alembic's own comparison."""
+    spelled = {(inspected_default or "").lower(), (rendered_metadata_default or "").lower()}
+    return False if spelled <= _NOW else None
+
+
 def configure(**options: object) -> None:
     context.configure(
         target_metadata=target_metadata,
@@ -46,7 +63,7 @@ def configure(**options: object) -> None:
         # One transaction per revision: a failure leaves the database at the last good revision.
         transaction_per_migration=True,
         compare_type=True,
-        compare_server_default=True,
+        compare_server_default=_same_default,
         **options,
     )
 

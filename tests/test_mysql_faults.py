@@ -125,3 +125,16 @@ def test_twenty_runners_migrate_once(mdb: MySQLDatabase) -> None:
     assert sorted(result.final["applied"] for result in results) == [0] * 19 + [len(REVISIONS)]
     assert mdb.version() == [HEAD]
     assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)]
+
+
+def test_await_head_check_and_heads_on_mysql(mdb: MySQLDatabase) -> None:
+    env = job_env(mdb.url, MIGRATE_AWAIT_TIMEOUT="2")
+    behind = run_job("await-head", env=env, timeout=30)
+    assert behind.code == 7, behind.stdout
+    assert run_job("upgrade", "head", env=env).code == 0
+    at_head = run_job("await-head", env=env)
+    assert at_head.code == 0, at_head.stdout
+    check = run_job("check", env=env)
+    assert check.code == 0, check.stdout  # the models and MariaDB's schema agree
+    heads = run_job("heads", env=env)
+    assert [head["revision"] for head in heads.one("heads")["heads"]] == [HEAD]

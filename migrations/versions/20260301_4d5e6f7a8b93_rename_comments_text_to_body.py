@@ -20,9 +20,15 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # migrate-job: lint-ignore=renaming-column the example application has no pods of an earlier release running to break; a served application adds comments.body, writes both, and drops text a release later
     with op.batch_alter_table("comments") as batch:
-        batch.alter_column("text", new_column_name="body", existing_type=sa.Text())
+        # existing_nullable: MySQL renames with CHANGE COLUMN, which restates the whole column;
+        # without it the column would lose its NOT NULL there.
+        batch.alter_column(
+            "text", new_column_name="body", existing_type=sa.Text(), existing_nullable=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("comments") as batch:
-        batch.alter_column("body", new_column_name="text", existing_type=sa.Text())
+        batch.alter_column(
+            "body", new_column_name="text", existing_type=sa.Text(), existing_nullable=False
+        )

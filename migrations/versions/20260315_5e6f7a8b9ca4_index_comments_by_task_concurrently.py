@@ -23,11 +23,8 @@ INDEX = "ix_comments_task_id"
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name == "mysql":
-        # InnoDB already indexes every foreign key column, and would then tie that index to the
-        # foreign key: the downgrade could not drop it (error 1553). Nothing to do there.
-        return
     if op.get_context().dialect.name != "postgresql":
+        # On MySQL, InnoDB then drops the index it made for the foreign key by itself.
         op.create_index(INDEX, "comments", ["task_id"])
         return
     with op.get_context().autocommit_block():
@@ -37,7 +34,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "mysql":
-        return  # see upgrade()
+        # InnoDB refuses to drop the index its foreign key uses (error 1553): hand it back the
+        # index it had made itself, in the same statement.
+        op.execute(f"ALTER TABLE comments ADD INDEX task_id (task_id), DROP INDEX {INDEX}")
+        return
     if op.get_context().dialect.name != "postgresql":
         op.drop_index(INDEX, table_name="comments")
         return
