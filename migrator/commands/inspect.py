@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from migrator.commands import Job, connected
+from migrator.errors import UsageError
 
 
 def current(job: Job) -> None:
@@ -37,6 +38,13 @@ def heads(job: Job) -> None:
 
 
 def history(job: Job) -> None:
+    if job.request.options.get("runs"):  # the database's run history, not the scripts'
+        from migrator.commands.runs import runs
+
+        runs(job)
+        return
+    if "limit" in job.request.options:
+        raise UsageError("history: --limit applies to --runs only")
     script = job.project.script
     heads = set(script.get_heads())
     revisions = [

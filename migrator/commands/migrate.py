@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator import backoff, project
 from migrator.backends import Limits, Raw
@@ -18,6 +18,9 @@ from migrator.errors import ConfigError, DDLTimeout, UsageError
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
 from migrator.locking import migration_lock
+
+if TYPE_CHECKING:  # the run history is loaded only by a run with work (recording.py)
+    from migrator.history import Recorder
 
 # Seconds for the one connection attempt that reads the version table on the way out: the
 # job is stopping (perhaps on SIGTERM, within the pod's grace period) and must not linger.
@@ -77,7 +80,15 @@ def _change(job: Job, kind: str) -> None:
             with lock as waited:
                 if waited is None or (cheap and _finish_if_done(job, raw)):
                     return
-                _run(job, raw, kind, target)
+                from migrator.commands.recording import recorded
+
+                with recorded(job, raw, kind) as run:
+                    try:
+                        if not run.done:
+                            _run(job, raw, kind, target, run.recorder)
+                    finally:  # before the run's row is written
+                        if job.outcome.revisions_after is None:
+                            job.outcome.revisions_after = _revisions_now(job, raw)
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
             # committed now.
@@ -107,7 +118,7 @@ def _say_why_slow(job: Job) -> None:
     )
 
 
-def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+def _run(job: Job, raw: Raw, kind: str, target: str, recorder: Recorder | None) -> None:
     """The migrations, on the locked connection; a revision that hit lock_timeout is rolled
     back and retried a few times (backoff.DDL), so that the application transaction holding the
     table can finish instead of queueing our ALTER, and all traffic behind it, in front of it."""
@@ -133,6 +144,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                     outcome=job.outcome,
                     secrets=settings.secrets,
                     purge=job.request.purge,
+                    recorder=recorder,
                 )
                 return
             except DDLTimeout as timeout:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from alembic.runtime.migration import MigrationContext, MigrationStep
 from sqlalchemy import Connection
@@ -29,6 +29,14 @@ from migrator.project.loading import Project
 from migrator.project.steps import plan, refuse_unknown, step_info
 
 
+class StepHook(Protocol):
+    """The run history's hooks (history.Recorder): a step starts; it ran, uncommitted yet."""
+
+    def starting(self, step: MigrationStep) -> None: ...
+
+    def applied(self, **kw: Any) -> None: ...
+
+
 def migrate(
     project: Project,
     connection: Connection,
@@ -41,6 +49,7 @@ def migrate(
     outcome: Outcome,
     secrets: tuple[str, ...] = (),
     purge: bool = False,
+    recorder: StepHook | None = None,
 ) -> list[str]:
     """Plan from the database's current heads, run each step, and return the verified heads.
 
@@ -61,13 +70,15 @@ def migrate(
         def before_each(step: MigrationStep) -> None:
             module = getattr(getattr(step, "revision", None), "module", None)
             backend.apply_limits(connection, limits, getattr(module, "ddl_lock_timeout", UNSET))
+            if recorder is not None:
+                recorder.starting(step)
 
         return _narrate(planned, heads, log, outcome, before_each, ran=ran, committed=each)
 
     refuse_multidb(project.config)
     environment = JobEnvironment(
         project.config, script, fn=work, connection=connection, per_migration=each, log=log,
-        secrets=secrets, purge=purge,
+        secrets=secrets, purge=purge, on_step=recorder.applied if recorder else None,
     )  # fmt: skip
     project.config.attributes["connection"] = connection
     scene = Scene(backend=backend, running=lambda: outcome.running, scripts=script.dir)
