@@ -48,6 +48,7 @@ TOOL_NAMES = {
     "runner": "runner",
     "alembic": "bare alembic",
     "floor": "floor",
+    "mysql floor": "floor (PyMySQL)",
     "floor group": "runner + floor waiters",
 }
 
@@ -447,8 +448,11 @@ class Bench:
         runtime: Runtime,
         scripts: dict[int, Path],
         iterations: int,
+        *,
+        mariadb: Any = None,
     ):
         self.cluster = cluster
+        self.mariadb = mariadb
         self.spawner = spawner
         self.runtime = runtime
         self.scripts = scripts
@@ -460,10 +464,11 @@ class Bench:
     def sample(self, scenario: str, tool: str) -> Sample:
         return self.samples.setdefault((scenario, tool), Sample())
 
-    def env(self, database: str, count: int) -> dict[str, str]:
+    def env(self, database: str, count: int, server: Any = None) -> dict[str, str]:
         dropped = ("MIGRATE_", "DATABASE_URL", "ALEMBIC_CONFIG", "PYTHON")
         env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-        env.update(DATABASE_URL=self.cluster.url(database), ALEMBIC_CONFIG=str(self.scripts[count]))
+        url = (server or self.cluster).url(database)
+        env.update(DATABASE_URL=url, ALEMBIC_CONFIG=str(self.scripts[count]))
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # as the image sets it: every run is like the first
         return env
 
@@ -473,6 +478,8 @@ class Bench:
             return [str(runtime.python), str(runtime.app / "entrypoint.py"), "upgrade", "head"]
         if tool == "floor":
             return [str(runtime.python), str(REPO / "bench" / "floor.py")]
+        if tool == "mysql floor":
+            return [str(runtime.python), str(REPO / "bench" / "floor_mysql.py")]
         return [str(runtime.alembic), "-c", str(self.scripts[count]), "upgrade", "head"]
 
     def start(self, tool: str, count: int, database: str, label: str) -> Run:
@@ -536,6 +543,27 @@ class Bench:
                             run.first_line
                         )
                 log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
+
+    def noop_mariadb(self, count: int) -> None:
+        """The no-op on MariaDB, against PyMySQL's floor (bench/floor_mysql.py)."""
+        scenario = f"no-op, {count} revisions, MariaDB"
+        server, tools = self.mariadb, ("runner", "mysql floor")
+        name = server.create_database()
+        env = self.env(name, count, server)
+        start = functools.partial(self.spawner.start, env=env)
+        self.finish(start(f"{scenario} prepare", self.argv("runner", count)))
+        for tool in tools:  # warm-up
+            self.finish(start(f"{scenario} warm-up {tool}", self.argv(tool, count)))
+        for iteration in range(self.iterations):
+            for tool in self.order(iteration, tools):
+                run = self.finish(start(f"{scenario} {tool}", self.argv(tool, count)))
+                if tool == "mysql floor":
+                    _check_floor(run, revision_id(count))
+                elif applied := _applied(run, tool):
+                    raise BenchError(f"{run.label} applied {applied} at head:\n{run.tail()}")
+                self.sample(scenario, tool).add(run.wall)
+                self.sample(f"CPU time, no-op, {count} revisions, MariaDB", tool).add(run.cpu_s)
+            log(f"{scenario}: iteration {iteration + 1}/{self.iterations} done")
 
     def apply(self, count: int) -> None:
         scenario = f"apply from empty, {count} revisions"
@@ -752,6 +780,12 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
             Row(s, "floor", "s"),
             Row(s, "alembic", "s", floor, "floor"),
         ]
+    for count in sizes["noop_mariadb"]:
+        # Not a target (issue 14 sets none): how the fast path fares with a pure-Python driver.
+        for kind in ("no-op", "CPU time, no-op"):
+            s = f"{kind}, {count} revisions, MariaDB"
+            floor = (s, "mysql floor")
+            result += [Row(s, "runner", "s", floor, "floor"), Row(s, "mysql floor", "s")]
     for count in sizes["apply"]:
         s = f"apply from empty, {count} revisions"
         judged = count == max(sizes["apply"])
@@ -1033,9 +1067,12 @@ def _without_note(argv: Sequence[str]) -> list[str]:
     return shown
 
 
-def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: Any) -> str:
+def benchmark(
+    args: argparse.Namespace, root: Path, spawner: Spawner, cluster: Any, mariadb: Any
+) -> str:
     sizes: dict[str, Sequence[int]] = {
         "noop": (5, 300),
+        "noop_mariadb": (5,),
         "apply": (50, 300),
         "concurrency": (1, 4, 16),
         "concurrency_revisions": (50,),
@@ -1046,9 +1083,12 @@ def benchmark(args: argparse.Namespace, root: Path, spawner: Spawner, cluster: A
     scripts = {count: generate_scripts(root, count, runtime) for count in counts}
     log(f"generated script directories: {', '.join(map(str, counts))} revisions")
     cluster.start()
-    bench = Bench(cluster, spawner, runtime, scripts, args.iterations)
+    mariadb.start()
+    bench = Bench(cluster, spawner, runtime, scripts, args.iterations, mariadb=mariadb)
     for count in sizes["noop"]:
         bench.noop(count)
+    for count in sizes["noop_mariadb"]:
+        bench.noop_mariadb(count)
     for count in sizes["apply"]:
         bench.apply(count)
     bench.concurrency(sizes["concurrency_revisions"][0], sizes["concurrency"])
@@ -1078,21 +1118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
     sys.path.insert(0, str(REPO))
-    from tests.pgcluster import Cluster  # noqa: PLC0415 - needs the repository on sys.path
+    from tests.mariadb import MariaDB  # noqa: PLC0415 - needs the repository on sys.path
+    from tests.pgcluster import Cluster  # noqa: PLC0415
 
     root = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
     spawner = Spawner()
-    cluster = None
+    cluster = mariadb = None
     try:
-        cluster = Cluster()
-        text = benchmark(args, root, spawner, cluster)
+        cluster, mariadb = Cluster(), MariaDB()
+        text = benchmark(args, root, spawner, cluster, mariadb)
     except BenchError as error:
         log(f"a run failed, no results: {error}")
         return 1
     finally:
         spawner.close()
-        if cluster is not None:
-            cluster.destroy()
+        for server in (cluster, mariadb):
+            if server is not None:
+                server.destroy()
         shutil.rmtree(root, ignore_errors=True)
     sys.stdout.write(text)
     if args.output:

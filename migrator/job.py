@@ -92,6 +92,11 @@ COMMANDS: Mapping[str, Command] = {
             flags=HISTORY_FLAGS,
         ),
         Command(
+            "status",
+            "what upgrade would do: pending and unknown revisions (exit 7 pending, 2 unknown)",
+            "migrator.commands.status:status",
+        ),
+        Command(
             "check",
             "compare the models with the database (exit 7 on any difference)",
             "migrator.commands.check:check",

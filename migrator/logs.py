@@ -90,9 +90,9 @@ def _progress(_: Any, __: str, event_dict: EventDict) -> EventDict:
         if event == "migration_finished":
             line += f" ... {event_dict.pop('duration_s'):.2f} s"
         event_dict["event"] = line.rstrip()
-    elif event in _LISTS and isinstance(event_dict.get("revisions"), list):
+    elif event in _LISTS and isinstance(event_dict.get(_LISTS[event][0]), list):
         # One revision a line: a list of dicts printed as a Python literal is unreadable.
-        event_dict["event"] = _LISTS[event](event_dict)
+        event_dict["event"] = _LISTS[event][1](event_dict)
     return event_dict
 
 
@@ -113,11 +113,29 @@ def _history_lines(event_dict: EventDict) -> str:
     for revision in revisions:
         words = (revision.get("revision"), revision.get("message"))
         line = "  " + " ".join(str(word) for word in words if word)
-        lines.append(line + (" (head)" if revision.get("is_head") else ""))
+        marks = ["head"] if revision.get("is_head") else []
+        marks += ["applied"] if revision.get("applied") is True else []
+        lines.append(line + (f" ({', '.join(marks)})" if marks else ""))
     return "\n".join(lines)
 
 
-_LISTS = {"plan": _plan_lines, "history": _history_lines}
+def _status_lines(event_dict: EventDict) -> str:
+    pending = event_dict.pop("pending")
+    verdict = event_dict.pop("verdict", None)
+    current = ", ".join(event_dict.pop("current", None) or []) or "base"
+    lines = [f"status: {verdict}, at {current}, {len(pending)} pending"]
+    for revision in pending:
+        words = (revision.get("revision"), revision.get("message"))
+        lines.append("  " + " ".join(str(word) for word in words if word))
+    return "\n".join(lines)
+
+
+# The events shown one revision a line on a console: {event: (the list's field, renderer)}.
+_LISTS = {
+    "plan": ("revisions", _plan_lines),
+    "history": ("revisions", _history_lines),
+    "status": ("pending", _status_lines),
+}
 
 
 def _enrich(secrets: tuple[str, ...]) -> list[Processor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migrator import cli
+from migrator.arguments import parse_request
 from migrator.errors import UsageError
 from migrator.job import COMMANDS, Request
 
@@ -63,8 +64,6 @@ WORDS = [*COMMANDS, "head", "base", "-1", "+2", "abc123", " ", "", "nonsense", "
 def test_a_plain_command_line_means_what_argparse_makes_of_it(first, second) -> None:
     """cli reads plain words itself (the no-op's speed): the same request as argparse's, and
     every line it does not take, or argparse refuses, is left to argparse."""
-    from migrator.arguments import parse_request
-
     argv = [first] if second is None else [first, second]
     plain = cli._plain_request(argv)
     try:

@@ -171,3 +171,19 @@ def test_console_renders_plan_and_history_as_lines(stream) -> None:
     assert any(line.startswith("2. upgrade c3d4e5") for line in lines)  # then the logger name
     assert "a1b2c3 initial" in lines
     assert any(line.startswith("b2c3d4 due (head)") for line in lines)
+
+
+def test_console_marks_applied_revisions_and_lists_pending_ones(stream) -> None:
+    log = Log(fmt="console", stream=stream)
+    log.info("history", current=["a1b2c3"], unknown=[], revisions=[
+        {"revision": "a1b2c3", "message": "initial", "is_head": False, "applied": True},
+        {"revision": "b2c3d4", "message": "due", "is_head": True, "applied": False},
+    ])  # fmt: skip
+    log.info("status", current=["a1b2c3"], heads=["b2c3d4"], unknown=[], verdict="pending",
+             pending=[{"revision": "b2c3d4", "message": "add due date"}])  # fmt: skip
+    text = stream.getvalue()
+    assert "{'" not in text and "[{" not in text, "no Python literal on a console"
+    lines = [line.strip() for line in text.splitlines()]
+    assert "a1b2c3 initial (applied)" in lines
+    assert any(line.startswith("b2c3d4 due (head)") for line in lines)
+    assert "status: pending, at a1b2c3, 1 pending\n  b2c3d4 add due date " in text

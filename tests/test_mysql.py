@@ -18,6 +18,7 @@ from tests.conftest import (
     add_revision,
     job_env,
     run_job,
+    run_raw,
 )
 from tests.pgcluster import free_port
 from tests.test_own_project import REVISIONS as OWN_REVISIONS
@@ -184,3 +185,32 @@ def test_a_project_we_did_not_write_runs_on_the_locked_connection(
     down = run_job("downgrade", "base", env=env)
     assert down.code == 0, down.stdout
     assert mdb.tables() == {"alembic_version"}
+
+
+def test_status_pending_sql_and_history_marks(mdb: MySQLDatabase) -> None:
+    env = job_env(mdb.url)
+    mid = REVISIONS[2]
+    assert run_job("upgrade", mid, env=env).code == 0
+
+    behind = run_job("status", env=env)
+    assert behind.code == 7, behind.stdout
+    status = behind.one("status")
+    assert (status["current"], status["verdict"]) == ([mid], "pending")
+    assert [step["revision"] for step in status["pending"]] == REVISIONS[3:]
+
+    done = run_raw("upgrade", "--sql", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "ALTER TABLE comments CHANGE text body" in done.stdout  # 4d5e6f7a8b93's
+    assert "CREATE INDEX ix_tasks_project_id_status" not in done.stdout  # 3c4d5e6f7a82's
+    assert "CREATE TABLE" not in done.stdout
+
+    history = run_job("history", env=env).one("history")
+    assert [entry["applied"] for entry in history["revisions"]] == [True] * 3 + [False] * 2
+    assert mdb.version() == [mid], "none of them changed anything"
+
+    assert run_job("upgrade", env=env).code == 0
+    at_head = run_job("status", env=env)
+    assert at_head.code == 0 and at_head.one("status")["verdict"] == "at_head"
+    mdb.query("UPDATE alembic_version SET version_num = 'abcdefabcdef'")
+    unknown = run_job("status", env=env)
+    assert unknown.code == 2 and unknown.final["unknown"] == ["abcdefabcdef"]

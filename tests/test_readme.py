@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from migrator.job import COMMANDS
+from migrator.verdict import VERDICTS
 from tests.conftest import ENTRYPOINT, ROOT
 
 
@@ -74,3 +76,15 @@ def test_the_quick_start_prints_the_log_it_promises(tmp_path: Path) -> None:
     # So the paragraph must say both, and which is which.
     assert "console lines on a terminal" in paragraph, paragraph
     assert "JSON lines when the output goes to a pipe" in paragraph, paragraph
+
+
+def test_every_command_and_status_verdict_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Commands", 1)[1].split("\n\n", 3)[2]
+    documented = {
+        row.split("`")[1].split()[0] for row in table.splitlines() if row.startswith("| `")
+    }
+    assert documented == set(COMMANDS)
+    status = readme.split("### Status", 1)[1].split("\n### ", 1)[0]
+    for verdict in VERDICTS:
+        assert f"`{verdict}`" in status, verdict

@@ -119,6 +119,10 @@ class Backend:
         """One attempt at a connection; ConnectFailed says why it failed."""
         raise NotImplementedError
 
+    def connect_to_read(self, database: DatabaseURL, timeout: float) -> Raw:
+        """As `connect`, for a command that only reads: it must not create the database."""
+        return self.connect(database, timeout)
+
     def prepare(self, raw: Raw) -> None:
         """Session settings for a connection about to lock and migrate."""
 

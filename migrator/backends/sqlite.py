@@ -33,6 +33,20 @@ class SQLite(Backend):
             heals = "unable to open database file" not in str(error)
             raise ConnectFailed(f"{error}: {path}", heals=heals) from None
 
+    def connect_to_read(self, database: DatabaseURL, timeout: float) -> Raw:
+        """A file not created yet reads as what `upgrade` would create: an empty database. An
+        empty in-memory one stands in for it, so that reading never creates the file; a
+        missing directory is still the driver's error, as for `upgrade`. Only for a single
+        read: a poller (await-head) keeps its connection and would never see the file appear."""
+        path = database.sqlite_file
+        if (
+            path is not None
+            and not os.path.exists(path)
+            and os.path.isdir(os.path.dirname(os.path.abspath(path)))
+        ):
+            return sqlite3.connect(":memory:", isolation_level=None)
+        return self.connect(database, timeout)
+
     def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
         if database.sqlite_file is None:
             raise AssertionError("in-memory SQLite reached the lock: settings should refuse it")

@@ -58,6 +58,12 @@ class Job:
     def heads(self) -> list[str]:
         return self.known_heads if self.known_heads is not None else sorted(self.project.heads)
 
+    def targets_recorded_head(self, target: str) -> bool:
+        """Whether `target` is the one head recorded at build time (`head`, or its id): then
+        "is there anything to do?" needs the driver alone."""
+        single = self.known_heads if self.known_heads and len(self.known_heads) == 1 else None
+        return single is not None and target in ("head", single[0])
+
     @property
     def lock_name(self) -> str:
         return self.settings.lock_name or self.ini.versions.lock_name
@@ -67,14 +73,17 @@ class Job:
 
 
 @contextmanager
-def connected(job: Job, timeout: float | None = None) -> Iterator[Raw]:
-    """A connection once the database accepts one; closed on the way out, whatever happens."""
+def connected(job: Job, timeout: float | None = None, *, read_only: bool = False) -> Iterator[Raw]:
+    """A connection once the database accepts one; closed on the way out, whatever happens.
+
+    `read_only`: the command only reads, so it must not create the database (a SQLite file)."""
     database = job.settings.require_database()
     backend = job.backend
     wait = job.settings.wait_timeout if timeout is None else timeout
+    connect = backend.connect_to_read if read_only else backend.connect
     with translated(Scene(backend=backend)):
         raw = wait_for_database(
-            lambda: backend.connect(database, job.settings.connect_timeout), wait, job.log
+            lambda: connect(database, job.settings.connect_timeout), wait, job.log
         )
     try:
         with (

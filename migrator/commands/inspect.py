@@ -1,13 +1,15 @@
-"""Commands that only read: `current` (the database), `heads` and `history` (the scripts)."""
+"""Commands that only read: `current` (the database), `heads` and `history` (the scripts,
+and with DATABASE_URL set, which of them the database has applied)."""
 
 from __future__ import annotations
 
+from migrator import project
 from migrator.commands import Job, connected
 from migrator.errors import UsageError
 
 
 def current(job: Job) -> None:
-    with connected(job) as raw:
+    with connected(job, read_only=True) as raw:
         revisions = job.read_versions(raw)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
     # `current`, as in plan, nothing_to_do and awaiting_head; `revisions` is the old name, kept
@@ -38,6 +40,11 @@ def heads(job: Job) -> None:
 
 
 def history(job: Job) -> None:
+    """Every revision, oldest first; with DATABASE_URL set, each marked applied or not.
+    `--runs`: the database's run history instead (runs.py).
+
+    With a URL, the database is read (after the usual wait, exit 3 if it never answers): a
+    history that silently left the marks out would read as "nothing applied"."""
     if job.request.options.get("runs"):  # the database's run history, not the scripts'
         from migrator.commands.runs import runs
 
@@ -45,7 +52,8 @@ def history(job: Job) -> None:
         return
     if "limit" in job.request.options:
         raise UsageError("history: --limit applies to --runs only")
-    script = job.project.script
+    script = job.project.script  # first: broken scripts exit 2 before any wait
+    current = _current(job) if job.settings.database is not None else None
     heads = set(script.get_heads())
     revisions = [
         {
@@ -55,5 +63,21 @@ def history(job: Job) -> None:
             "is_head": revision.revision in heads,
         }
         for revision in script.walk_revisions()
-    ]
-    job.log.info("history", revisions=revisions[::-1])
+    ][::-1]
+    if current is None:
+        job.log.info("history", revisions=revisions)
+        return
+    unknown = project.unknown_revisions(job.project, current)
+    # A revision the scripts do not know may descend from any of them: no mark is a fact then.
+    applied = None if unknown else project.applied(job.project, current)
+    for revision in revisions:
+        revision["applied"] = None if applied is None else revision["revision"] in applied
+    job.log.info("history", revisions=revisions, current=current, unknown=unknown)
+    project.refuse_unknown(job.project, current)
+
+
+def _current(job: Job) -> list[str]:
+    with connected(job, read_only=True) as raw:
+        revisions = job.read_versions(raw)
+    job.outcome.revisions_before = job.outcome.revisions_after = revisions
+    return revisions

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from migrator import backoff, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
+from migrator.commands.sql import write_sql
 from migrator.errors import ConfigError, DDLTimeout, UsageError
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
@@ -45,9 +45,7 @@ def stamp(job: Job) -> None:
 def _change(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
     if job.request.sql:
-        project.validate(job.project, target, kind)
-        job.settings.require_database()  # the URL names the SQL dialect to write
-        project.write_sql(job.project, kind, target, sys.stdout)
+        write_sql(job, kind, target)
         return
     database = job.settings.require_database()
     if database.in_memory:
@@ -59,8 +57,7 @@ def _change(job: Job, kind: str) -> None:
         )
     if kind == "upgrade" and job.known_heads is None:
         _say_why_slow(job)
-    single = job.known_heads if job.known_heads and len(job.known_heads) == 1 else None
-    cheap = kind == "upgrade" and single is not None and target in ("head", single[0])
+    cheap = kind == "upgrade" and job.targets_recorded_head(target)
     if not cheap:
         project.validate(job.project, target, kind)
     with connected(job) as raw:

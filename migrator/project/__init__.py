@@ -53,11 +53,42 @@ def migrate(
     return run(project, connection, kind, target, **kw)
 
 
-def write_sql(project: Project, kind: str, target: str, output: TextIO) -> None:
-    """`--sql`: the script for `kind` to `target`, written to `output`."""
+def write_sql(
+    project: Project, kind: str, target: str, output: TextIO, start: list[str] | None = None
+) -> None:
+    """`--sql`: the script for `kind` to `target` (from `start`, the database's revisions when
+    they were read), written to `output`."""
     from migrator.project.offline import write_sql as write
 
-    write(project, kind, target, output)
+    write(project, kind, target, output, start)
+
+
+def unknown_revisions(project: Project, current: list[str]) -> list[str]:
+    """The database's revisions that the scripts do not contain."""
+    from migrator.project.steps import unknown_revisions as unknown
+
+    return unknown(project, current)
+
+
+def refuse_unknown(project: Project, current: list[str]) -> None:
+    """RevisionError (exit 2) naming the database's revisions that the scripts do not contain."""
+    from migrator.project.steps import refuse_unknown as refuse
+
+    refuse(project, current)
+
+
+def pending(project: Project, current: list[str], target: str) -> list[dict[str, Any]]:
+    """The steps `upgrade target` would take from `current`, in order (each as `plan` logs it)."""
+    from migrator.project.steps import pending as steps
+
+    return steps(project, current, target)
+
+
+def applied(project: Project, current: list[str]) -> set[str]:
+    """The revisions a database at `current` has applied: those and their ancestors."""
+    from migrator.project.steps import applied as ancestors
+
+    return ancestors(project, current)
 
 
 def compare_models(project: Project, connection: Connection, current: list[str]) -> None:

@@ -11,14 +11,20 @@ from migrator.project.loading import Project
 from migrator.project.steps import plan
 
 
-def write_sql(project: Project, kind: str, target: str, output: TextIO) -> None:
-    """The script for `kind` to `target` (FROM:TO, or from base) written to `output`."""
+def write_sql(
+    project: Project, kind: str, target: str, output: TextIO, current: list[str] | None = None
+) -> None:
+    """The script for `kind` to `target` (FROM:TO; else from `current`, the database's
+    revisions, or from base) written to `output`."""
     start, _, destination = target.rpartition(":")
+    starting: str | tuple[str, ...] | None = start or None
+    if not start and current is not None:
+        starting = tuple(current)
     with translated(Scene(scripts=project.script.dir)):
         write_steps(
             project,
             lambda heads: plan(project.script, kind, destination, heads),
-            start or None,
+            starting,
             output,
         )
 

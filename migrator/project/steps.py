@@ -98,7 +98,7 @@ def step_info(step: MigrationStep) -> dict[str, Any]:
 
 
 def refuse_unknown(project: Project, heads: Iterable[str]) -> None:
-    unknown = [head for head in heads if not _known(project, head)]
+    unknown = unknown_revisions(project, heads)
     if unknown:
         raise RevisionError(
             f"the database's version table holds {', '.join(unknown)}, which this image's "
@@ -107,6 +107,31 @@ def refuse_unknown(project: Project, heads: Iterable[str]) -> None:
             "revision the schema really matches and run `stamp --purge <revision>`",
             unknown=unknown,
         )
+
+
+def unknown_revisions(project: Project, heads: Iterable[str]) -> list[str]:
+    """The database's revisions that the scripts do not contain, in the order given."""
+    return [head for head in heads if not _known(project, head)]
+
+
+def pending(project: Project, current: Iterable[str], target: str) -> list[dict[str, Any]]:
+    """What `upgrade target` would apply from `current`, in the order it would apply them."""
+    with translated(Scene(scripts=project.script.dir)):
+        return [step_info(step) for step in plan(project.script, "upgrade", target, tuple(current))]
+
+
+def applied(project: Project, current: Iterable[str]) -> set[str]:
+    """The revisions applied in a database at `current`: each of them and all their ancestors
+    (dependencies included, as Alembic applies those first)."""
+    heads = tuple(current)
+    if not heads:
+        return set()
+    with translated(Scene(scripts=project.script.dir)):
+        return {
+            revision.revision
+            for revision in project.script.iterate_revisions(heads, "base")
+            if revision is not None
+        }
 
 
 def _known(project: Project, revision: str) -> bool:

@@ -1,0 +1,122 @@
+"""MySQL and MariaDB under faults: a metadata lock, a killed runner, a server that starts late,
+many runners at once. Real processes against a private MariaDB server."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from migrator.backends.mysql import lock_key
+from tests.conftest import (
+    HEAD,
+    REVISIONS,
+    MySQLDatabase,
+    Running,
+    add_revision,
+    job_env,
+    run_job,
+)
+from tests.mariadb import MariaDB
+
+LOCK = "alembic:alembic_version"  # the default lock name
+
+
+def _wait_for_statement(mdb: MySQLDatabase, like: str, timeout: float = 10) -> None:
+    """Until the server runs a statement whose text starts with `like`."""
+    deadline = time.monotonic() + timeout
+    sql = "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s"
+    while not mdb.query(sql, like + "%"):
+        assert time.monotonic() < deadline, f"{like!r} never started"
+        time.sleep(0.05)
+
+
+def test_a_table_held_by_a_transaction_ends_in_exit_6_after_the_retries(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    # MySQL's lock_wait_timeout defaults to a year: without the job's own, this ALTER would
+    # queue behind the open transaction's metadata lock for that long, silently.
+    assert run_job("upgrade", "head", env=job_env(mdb.url)).code == 0
+    add_revision(
+        project, "aaaa00000001", HEAD, 'op.add_column("tasks", sa.Column("note", sa.Text))'
+    )
+    env = job_env(
+        mdb.url,
+        ALEMBIC_CONFIG=str(project / "alembic.ini"),
+        MIGRATE_DDL_LOCK_TIMEOUT="1",
+        MIGRATE_DDL_RETRIES="1",
+    )
+    holder = mdb.server.connect(mdb.name)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT COUNT(*) FROM tasks")  # holds the table's metadata lock
+        result = run_job("upgrade", "head", env=env, timeout=60)
+    finally:
+        holder.close()
+    assert result.code == 6, result.stdout
+    assert len(result.named("ddl_lock_timeout")) == 1  # one retry, then the verdict
+    assert result.final["event"] == "failed"
+    assert "aaaa00000001" in result.final["message"]
+    columns = mdb.query(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'tasks'"
+    )
+    assert ("note",) not in columns
+    assert mdb.version() == [HEAD]
+    assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)]
+
+
+def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
+    mdb: MySQLDatabase, project: Path
+) -> None:
+    # SIGKILL leaves no time to clean up: the server keeps the dead runner's session (and its
+    # GET_LOCK) until the running statement ends. The next runner must wait for it, name it,
+    # and then apply the revision exactly once.
+    add_revision(
+        project,
+        "aaaa00000001",
+        HEAD,
+        'op.execute("SELECT SLEEP(4)")\nop.execute("CREATE TABLE marker (id INT)")',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    first = Running("upgrade", "head", env=env)
+    started = first.wait_for("migration_started")
+    while started["revision"] != "aaaa00000001":
+        started = first.wait_for("migration_started")
+    _wait_for_statement(mdb, "SELECT SLEEP")
+    (dead_session,) = mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK))[0]
+    first.process.send_signal(signal.SIGKILL)
+    assert first.finish(timeout=10).code == -signal.SIGKILL
+
+    second = run_job("upgrade", "head", env=job_env(mdb.url, ALEMBIC_CONFIG=env["ALEMBIC_CONFIG"]))
+    assert second.code == 0, second.stdout
+    waiting = second.named("lock_waiting")
+    assert waiting and waiting[0]["holder"]["pid"] == dead_session, second.stdout
+    assert second.final["applied"] == 1
+    assert "marker" in mdb.tables()
+    assert mdb.version() == ["aaaa00000001"]
+
+
+def test_a_server_that_starts_late_is_waited_for(own_mariadb: MariaDB) -> None:
+    own_mariadb.start()
+    with own_mariadb.admin() as cursor:
+        cursor.execute("CREATE DATABASE app_db")
+    own_mariadb.stop()
+    env = job_env(own_mariadb.url("app_db"), MIGRATE_WAIT_TIMEOUT="120")
+    runner = Running("upgrade", "head", env=env)
+    runner.wait_for("database_unavailable")
+    own_mariadb.start()
+    result = runner.finish(timeout=150)
+    assert result.code == 0, result.stdout
+    assert result.one("database_ready")["attempts"] >= 2
+    assert result.final["applied"] == len(REVISIONS)
+
+
+def test_twenty_runners_migrate_once(mdb: MySQLDatabase) -> None:
+    runners = [Running("upgrade", "head", env=job_env(mdb.url)) for _ in range(20)]
+    results = [runner.finish(timeout=240) for runner in runners]
+    assert [result.code for result in results] == [0] * 20, [r.stdout[-500:] for r in results]
+    assert sorted(result.final["applied"] for result in results) == [0] * 19 + [len(REVISIONS)]
+    assert mdb.version() == [HEAD]
+    assert mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK)) == [(None,)]
