@@ -210,7 +210,7 @@ def open_store(backend: Backend, raw: Raw, settings: Settings, *, write: bool) -
     `write`: the run may change the database, so the tables are created now, before any change,
     if they are missing; a read finds an empty history instead.
     """
-    if not settings.history:
+    if settings.history == "off":
         return "MIGRATE_HISTORY=off"
     if backend.no_history is not None:
         return backend.no_history

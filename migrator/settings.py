@@ -69,7 +69,7 @@ class Settings(NamedTuple):
     termination_log: str | None
     log_format: str
     log_level: str
-    history: bool = True  # record runs and lineage in the migrate_job schema (history.py)
+    history: str = "on"  # record runs and lineage in the migrate_job schema (history.py), or off
     verify: str = "warn"  # an applied revision file edited since: warn, or strict (exit 2)
     database_ahead: str = "accept"  # a database proven ahead of the image: accept, or error
 
@@ -128,7 +128,7 @@ def load_settings(
         termination_log=termination_log(values),
         log_format=log_format,
         log_level=choice("MIGRATE_LOG_LEVEL", LOG_LEVELS),
-        history=choice("MIGRATE_HISTORY", HISTORY_MODES) == "on",
+        history=choice("MIGRATE_HISTORY", HISTORY_MODES),
         verify=choice("MIGRATE_VERIFY", VERIFY_MODES),
         database_ahead=choice("MIGRATE_DATABASE_AHEAD", AHEAD_MODES),
     )

@@ -63,7 +63,7 @@ def await_head(job: Job) -> None:
 
 def _ahead(job: Job, raw: Raw, found: list[str]) -> bool:
     """Whether the database is proven ahead of this image: then it is as good as at head."""
-    if job.backend.no_history is not None or not job.settings.history:
+    if job.backend.no_history is not None or job.settings.history == "off":
         return False  # nothing to read: the history module is not even loaded
     from migrator.commands.recording import proven_ahead
 
