@@ -310,7 +310,8 @@ def test_a_database_on_another_branch_is_not_ahead(db: Database, project: Path) 
 def test_autogenerate_proposes_nothing_about_the_history(db: Database, tmp_path: Path) -> None:
     env = job_env(db.url)
     assert run_job("upgrade", "head", env=env).code == 0
-    assert runs(db)  # the history is there to be seen
+    # The history is there to be seen, wherever it is.
+    assert db.query("SELECT count(*) FROM pg_tables WHERE tablename = 'runs'") == [(1,)]
     check = run_job("check", env=env)
     assert check.code == 0, check.stdout
     # Alembic's own CLI, with the project's env.py, as a developer runs it.
