@@ -270,6 +270,23 @@ def test_an_older_image_finds_the_database_ahead_and_has_nothing_to_do(
     assert db.version() == [NEWER]
 
 
+def test_status_says_ahead_with_the_revisions_and_exits_0(db: Database, project: Path) -> None:
+    newer = with_config(db.url, newer_project(project) / "alembic.ini")
+    assert run_job("upgrade", "head", env=newer).code == 0
+    result = run_job("status", env=job_env(db.url))
+    assert result.code == 0, result.stdout
+    status = result.one("status")
+    assert (status["verdict"], status["ahead"], status["unknown"]) == ("ahead", [NEWER], [NEWER])
+    assert status["pending"] == []
+    refused = run_job("status", env=job_env(db.url, MIGRATE_DATABASE_AHEAD="error"))
+    assert refused.code == 2 and refused.one("status")["verdict"] == "ahead"
+    db.query("DROP SCHEMA migrate_job CASCADE")
+    unproven = run_job("status", env=job_env(db.url))
+    assert unproven.code == 2 and unproven.one("status")["verdict"] == "unknown_revision"
+    # status only reads: it did not create the schema again
+    assert not db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'migrate_job'")
+
+
 def test_ahead_by_several_revisions_lists_them_oldest_first(db: Database, project: Path) -> None:
     newer_project(project)
     add_revision(project, NEWEST, NEWER, "pass")

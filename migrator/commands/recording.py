@@ -66,15 +66,7 @@ def _guard(job: Job, raw: Raw, kind: str, store: history.Store | None, reason: s
     if kind != "upgrade":
         return False  # downgrade and stamp keep their own checks (steps.refuse_unknown)
     current = job.read_versions(raw)
-    script = job.project.script
-
-    def known(revision: str) -> tuple[str, ...] | None:
-        try:
-            found = script.revision_map.get_revision(revision)
-        except Exception:  # Alembic's "no such revision", whatever its class
-            return None
-        return None if found is None else _tuple(found.down_revision)
-
+    known = scripts_known(job)
     unknown = [revision for revision in current if known(revision) is None]
     if unknown:
         _ahead(job, current, unknown, store, reason, known)
@@ -119,12 +111,35 @@ def _ahead(  # noqa: PLR0917 - the facts _guard gathered
 def proven_ahead(job: Job, raw: Raw, current: list[str]) -> bool:
     """await-head: whether the recorded lineage alone (the scripts are not loaded) proves the
     database ahead of the image; `database_ahead` then, or RevisionError if that is refused."""
-    opened = history.open_store(job.backend, raw, job.settings, write=False)
-    if isinstance(opened, str) or not current:
+    if not current:
         return False
-    edges = {revision: row.down_revisions for revision, row in opened.latest().items()}
-    verdict = lineage.ahead_of(current, job.heads, edges)
+    verdict = ahead_verdict(job, raw, current, job.heads)
     return verdict.proven and report_ahead(job, current, job.heads, verdict.ahead)
+
+
+def ahead_verdict(
+    job: Job, raw: Raw, current: list[str], heads: list[str], known: lineage.Known | None = None
+) -> lineage.Verdict:
+    """For the read-only commands: the lineage's verdict, from the history if there is one."""
+    opened = history.open_store(job.backend, raw, job.settings, write=False)
+    if isinstance(opened, str):
+        return lineage.Verdict(False, [], f"there is no run history ({opened})")
+    edges = {revision: row.down_revisions for revision, row in opened.latest().items()}
+    return lineage.ahead_of(current, heads, edges, known or (lambda _: None))
+
+
+def scripts_known(job: Job) -> lineage.Known:
+    """The scripts' down_revisions of a revision they contain; None for one they do not."""
+    script = job.project.script
+
+    def known(revision: str) -> tuple[str, ...] | None:
+        try:
+            found = script.revision_map.get_revision(revision)
+        except Exception:  # Alembic's "no such revision", whatever its class
+            return None
+        return None if found is None else _tuple(found.down_revision)
+
+    return known
 
 
 def report_ahead(job: Job, current: list[str], heads: list[str], ahead: list[str]) -> bool:
