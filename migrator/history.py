@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import os
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from migrator.backends import Backend, Raw
@@ -309,8 +310,13 @@ class Recorder:
             )
         self.stepped = True
 
-    def finish(self, error: BaseException | None) -> str | None:
-        """The run's row, final; None, or why it could not be written (never raises)."""
+    def finish(
+        self, error: BaseException | None, fresh: Callable[[], Raw] | None = None
+    ) -> str | None:
+        """The run's row, final; None, or why it could not be written (never raises).
+
+        `fresh`: a new connection, for when the job's is gone (SQLAlchemy closes it when a
+        signal interrupts a statement). Writing the run's own row needs no lock."""
         if error is None and not self.stepped:
             return None  # a run that changed nothing leaves no row
         code = ExitCode.OK if error is None else exit_code_for(error)
@@ -327,11 +333,25 @@ class Recorder:
             "error": None if error is None else error.__class__.__name__,
             "message": None if error is None else redact(str(error), self.secrets),
         }
-        raw = self.store.raw
+        why = self._write(self.store, values)
+        if why is None or fresh is None:
+            return why
+        try:
+            raw = fresh()
+        except Exception:  # the database is gone too: the first reason says it
+            return why
+        try:
+            return self._write(Store(raw, exists=self.store.exists), values)
+        finally:
+            raw.close()
+
+    @staticmethod
+    def _write(store: Store, values: dict[str, Any]) -> str | None:
+        raw = store.raw
         try:
             raw.rollback()  # a failed revision may have left the transaction aborted
-            if not self.store.exists:
-                self.store.create()
+            if not store.exists:
+                store.create()
             with raw.cursor() as cursor:
                 cursor.execute(_FINISH, values)
                 if cursor.rowcount == 0:

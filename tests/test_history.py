@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.conftest import (
     REVISIONS,
     ROOT,
     Database,
+    Running,
     add_revision,
     job_env,
     run_job,
@@ -133,6 +135,51 @@ def test_a_failed_first_revision_still_leaves_a_run_row(db: Database, project: P
     assert not [row for row in steps(db) if row["run_id"] == failed["id"]]
 
 
+def replayed(before: list[str], recorded: list[dict[str, Any]]) -> list[str]:
+    """The heads the recorded steps lead to from `before` (a straight chain)."""
+    heads = set(before)
+    for step in recorded:
+        if step["direction"] == "upgrade":
+            heads = (heads - set(step["down_revisions"])) | {step["revision"]}
+        elif step["direction"] == "downgrade":
+            heads = (heads - {step["revision"]}) | set(step["down_revisions"])
+    return sorted(heads)
+
+
+def test_sigkill_mid_run_leaves_the_committed_steps_under_an_unfinished_run(
+    db: Database, project: Path
+) -> None:
+    add_revision(project, NEWER, HEAD, "op.execute('SELECT pg_sleep(60)')")
+    env = with_config(db.url, project / "alembic.ini")
+    runner = Running("upgrade", "head", env=env)
+    assert runner.wait_for("migration_started", timeout=60)["revision"] == REVISIONS[0]
+    while runner.wait_for("migration_started", timeout=60)["revision"] != NEWER:
+        pass
+    runner.process.send_signal(signal.SIGKILL)
+    assert runner.finish().code == -signal.SIGKILL
+    (run,) = runs(db)
+    assert (run["result"], run["finished"], run["exit_code"]) == ("running", False, None)
+    recorded = steps(db)
+    assert [row["revision"] for row in recorded] == REVISIONS
+    # The history agrees with the version table: its steps lead exactly where it stands.
+    assert replayed(run["before"], recorded) == db.version() == [HEAD]
+
+
+def test_sigterm_mid_run_finishes_the_run_row_as_interrupted(db: Database, project: Path) -> None:
+    add_revision(project, NEWER, HEAD, "op.execute('SELECT pg_sleep(60)')")
+    runner = Running("upgrade", "head", env=with_config(db.url, project / "alembic.ini"))
+    while runner.wait_for("migration_started", timeout=60)["revision"] != NEWER:
+        pass
+    runner.process.send_signal(signal.SIGTERM)
+    result = runner.finish()
+    assert result.code == 143, result.stdout
+    assert result.final["event"] == "failed"
+    (run,) = runs(db)
+    assert (run["result"], run["exit_code"], run["finished"]) == ("interrupted", 143, True)
+    assert run["after"] == [HEAD] == db.version()
+    assert [row["revision"] for row in steps(db)] == REVISIONS
+
+
 def test_downgrade_and_stamp_are_recorded(db: Database) -> None:
     env = job_env(db.url)
     assert run_job("upgrade", "head", env=env).code == 0
@@ -147,6 +194,8 @@ def test_downgrade_and_stamp_are_recorded(db: Database) -> None:
     assert recorded[1]["sha256"] is None  # a stamp runs no file
     assert [run["command"] for run in runs(db)] == ["upgrade", "downgrade", "stamp"]
     assert runs(db)[1]["after"] == [REVISIONS[-2]]
+    assert runs(db)[-1]["after"] == db.version() == [HEAD]
+    assert replayed([], steps(db)[: len(REVISIONS) + 1]) == [REVISIONS[-2]]
 
 
 def test_history_runs_prints_the_last_runs_newest_first(db: Database) -> None:

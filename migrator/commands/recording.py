@@ -18,6 +18,9 @@ from migrator import history, lineage
 from migrator.backends import Raw
 from migrator.commands import Job
 from migrator.errors import ConfigError, RevisionError
+from migrator.job import UNKNOWN
+
+LAST_LOOK_TIMEOUT = 3.0  # seconds, as migrate.py's last look at the version table
 
 
 class Run(NamedTuple):
@@ -56,7 +59,14 @@ def unavailable(job: Job, reason: str) -> None:
 def _finish(job: Job, recorder: history.Recorder | None, error: BaseException | None) -> None:
     if recorder is None:
         return
-    why = recorder.finish(error)
+    database, seconds = job.settings.require_database(), job.settings.connect_timeout
+    # Not when the last look at the version table found no database (UNKNOWN): no second wait.
+    fresh = (
+        None
+        if job.outcome.revisions_after == UNKNOWN
+        else lambda: job.backend.connect(database, min(seconds, LAST_LOOK_TIMEOUT))
+    )
+    why = recorder.finish(error, fresh=fresh)
     if why is not None:
         job.log.warning("history_unwritten", reason=why)
 
