@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.revisions (
     direction text NOT NULL,
     started timestamptz NOT NULL,
     duration_s double precision NOT NULL,
-    sha256 text
+    sha256 text,
+    heads_after text[] NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revisions_by_revision ON {SCHEMA}.revisions (revision, id);
 CREATE INDEX IF NOT EXISTS runs_by_started ON {SCHEMA}.runs (started);
@@ -95,9 +96,9 @@ _RUN_VALUES = (
 _STEP = f"""
 INSERT INTO {SCHEMA}.runs ({_RUN_COLUMNS}) VALUES ({_RUN_VALUES}) ON CONFLICT (id) DO NOTHING;
 INSERT INTO {SCHEMA}.revisions
-    (run_id, revision, down_revisions, direction, started, duration_s, sha256)
+    (run_id, revision, down_revisions, direction, started, duration_s, sha256, heads_after)
     SELECT %(id)s, revision, string_to_array(down, ' '), %(direction)s, %(step_started)s,
-        %(duration_s)s, NULLIF(digest, '')
+        %(duration_s)s, NULLIF(digest, ''), %(heads_after)s
     FROM unnest(%(revisions)s::text[], %(downs)s::text[], %(digests)s::text[])
         AS step (revision, down, digest)
 """
@@ -121,7 +122,7 @@ SELECT id, started, finished, command, version_table, revisions_before, revision
     FROM {SCHEMA}.runs ORDER BY started DESC, id LIMIT %(limit)s
 """
 _STEPS = f"""
-SELECT run_id, revision, down_revisions, direction, started, duration_s, sha256
+SELECT run_id, revision, down_revisions, direction, started, duration_s, sha256, heads_after
     FROM {SCHEMA}.revisions WHERE run_id = ANY(%(ids)s::uuid[]) ORDER BY id
 """
 
@@ -174,7 +175,7 @@ class Store:
         runs = [dict(zip(names, row, strict=True)) for row in self._rows(_RUNS, limit=limit)]
         steps: dict[Any, list[dict[str, Any]]] = {run["id"]: [] for run in runs}
         if runs:
-            for run_id, revision, downs, direction, started, duration, digest in self._rows(
+            for run_id, revision, downs, direction, started, duration, digest, after in self._rows(
                 _STEPS, ids=list(steps)
             ):
                 steps[run_id].append(
@@ -185,6 +186,7 @@ class Store:
                         "started": _iso(started),
                         "duration_s": duration,
                         "sha256": digest,
+                        "heads_after": list(after),
                     }
                 )
         for run in runs:
@@ -282,7 +284,7 @@ class Recorder:
         """Just before Alembic runs a step (the step's start, for its duration)."""
         self._step_started = (_now(), time.monotonic())
 
-    def applied(self, *, step: Any, **_: Any) -> None:
+    def applied(self, *, step: Any, heads: Any, **_: Any) -> None:
         """Alembic's on_version_apply: the step ran, its transaction is still open."""
         started, clock = self._step_started or (_now(), time.monotonic())
         self._step_started = None
@@ -306,6 +308,7 @@ class Recorder:
                     "revisions": revisions,
                     "downs": downs,
                     "digests": digests,
+                    "heads_after": sorted(heads),
                 },
             )
         self.stepped = True
