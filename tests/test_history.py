@@ -103,6 +103,24 @@ def test_upgrade_records_each_revision_with_its_lineage_and_digest(db: Database)
     assert len(steps(db)) == len(REVISIONS)
 
 
+def test_a_run_with_nothing_to_do_sends_no_query_about_the_history(db: Database) -> None:
+    """The no-op (upgrade head, await-head at head) costs the history nothing: the server's
+    own statement log, read from this run alone, never mentions it."""
+    env = job_env(db.url)
+    assert run_job("upgrade", "head", env=env).code == 0
+    db.query(f"ALTER DATABASE \"{db.name}\" SET log_statement = 'all'")
+    log = db.cluster.root / "log"
+    for command in (("upgrade", "head"), ("await-head",)):
+        start = log.stat().st_size
+        result = run_job(*command, env=env)
+        assert result.code == 0, result.stdout
+        with log.open("rb") as file:
+            file.seek(start)
+            statements = file.read().decode()
+        assert "SELECT version_num FROM" in statements, "the log shows the run's statements"
+        assert "migrate_job" not in statements and "pg_namespace" not in statements, statements
+
+
 def test_the_history_lives_in_its_own_schema(db: Database) -> None:
     assert run_job("upgrade", "head", env=job_env(db.url)).code == 0
     rows = db.query(
