@@ -8,7 +8,8 @@
     │   ├── ProjectError                 alembic.ini, env.py or a script cannot be read, loaded or
     │   │                                run as the job promises
     │   ├── DatabaseRejected             authentication failed, database or role does not exist
-    │   └── LockNotHeld                  the session lock is not ours (a transaction pooler)
+    │   ├── LockNotHeld                  the session lock is not ours (a transaction pooler)
+    │   └── HalfApplied                  a revision failed halfway on MySQL: repair, then resolve
     ├── Transient                        something else was in the way; a later run may succeed
     │   ├── DatabaseUnavailable       3  not reachable before the wait timeout, or lost
     │   └── LockTimeout               4  another runner held the lock past the lock timeout
@@ -85,6 +86,11 @@ class LockNotHeld(Permanent):
     """The advisory lock is not held by our session: the connection is pooled per transaction."""
 
 
+class HalfApplied(Permanent):
+    """A revision failed halfway on a server without transactional DDL and was recorded so:
+    nothing runs until the user repairs the schema and runs `resolve`."""
+
+
 class Transient(MigrateError):
     """The database or another runner was in the way; nothing changed."""
 
@@ -120,9 +126,14 @@ class LintFindings(MigrateError):
 class Interrupted(BaseException):
     """A termination signal arrived; unwinding rolls back and releases the lock."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, message: str | None = None, /, **details: Any) -> None:
         self.signum = signum
-        super().__init__(signal.Signals(signum).name)
+        self.details = details  # on MySQL: the account of the revision it stopped
+        super().__init__(message or signal.Signals(signum).name)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 # The one table from failure to exit code; the most specific class wins.

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from migrator import interrupts
+from migrator.account import Failure, account_text, numbered, rolled_back_text
 from migrator.backends import Backend, ConnectFailed, Raw
 from migrator.errors import (
     DatabaseRejected,
@@ -31,7 +32,7 @@ from migrator.errors import (
 _JOB_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _nothing() -> dict[str, Any] | None:
+def _nothing() -> Any:
     return None
 
 
@@ -43,6 +44,8 @@ class Scene(NamedTuple):
     running: Callable[[], dict[str, Any] | None] = _nothing  # the revision in flight
     scripts: str | None = None  # the project's script directory
     reading: str | None = None  # the project file being read
+    # The statements of the revision in flight, where DDL does not roll back (account.py).
+    account: Callable[[], Failure | None] = _nothing
 
 
 def describe(error: BaseException) -> str:
@@ -78,14 +81,11 @@ def _cannot_connect(error: BaseException, _: Scene) -> BaseException | None:
     return None
 
 
-def _undone(scene: Scene) -> str:
-    """What became of a failed revision's statements."""
+def _account(scene: Scene) -> Failure | None:
+    """The statements of the failed revision, where the server does not roll its DDL back."""
     if scene.backend is None or scene.backend.transactional_ddl:
-        return "was rolled back"
-    return (
-        "stopped; the server commits each DDL statement as it runs, so the statements before "
-        "the failure may remain applied: check the schema before rerunning"
-    )
+        return None
+    return scene.account()
 
 
 def _ddl_timeout(error: BaseException, scene: Scene) -> BaseException | None:
@@ -94,13 +94,24 @@ def _ddl_timeout(error: BaseException, scene: Scene) -> BaseException | None:
     if running is None or kind not in ("lock_timeout", "statement_timeout"):
         return None
     revision = running["revision"]
-    message = (
-        f"revision {revision} hit lock_timeout and {_undone(scene)}: another transaction holds "
-        "a lock on a table it changes"
-        if kind == "lock_timeout"
-        else f"revision {revision} ran past MIGRATE_STATEMENT_TIMEOUT and {_undone(scene)}"
+    failure = _account(scene)
+    held = ": another transaction holds a lock on a table it changes"
+    cause = "hit lock_timeout" if kind == "lock_timeout" else "ran past MIGRATE_STATEMENT_TIMEOUT"
+    if failure is None:
+        message = f"revision {revision} {cause} and was rolled back"
+        message, details = message + (held if kind == "lock_timeout" else ""), {}
+    else:  # MySQL: "revision X failed at statement N; statements 1-(N-1) were committed ..."
+        message = f"{account_text(revision, failure)}; it {cause}"
+        message += held if kind == "lock_timeout" else ""
+        details = failure.details
+    return DDLTimeout(
+        message,
+        kind=kind,
+        revision=revision,
+        direction=running["direction"],
+        down_revision=running["down_revision"],
+        **details,
     )
-    return DDLTimeout(message, kind=kind, revision=revision, direction=running["direction"])
 
 
 def _connection_lost(error: BaseException, scene: Scene) -> BaseException | None:
@@ -111,9 +122,33 @@ def _connection_lost(error: BaseException, scene: Scene) -> BaseException | None
     running = scene.running()
     if running is None:
         return DatabaseUnavailable(f"lost the database connection: {describe(error)}")
+    revision = running["revision"]
+    failure = _account(scene)
+    if failure is None:
+        return DatabaseUnavailable(
+            f"lost the database connection while running {revision}: {describe(error)}; "
+            "the server rolled back the open transaction, rerun to continue"
+        )
+    # MySQL: what completed is committed, and the statement in flight may have completed on
+    # the server after the connection went: the job cannot tell.
+    done = failure.committed
+    ran = f"statements 1-{len(done)} of it had completed, committed by MySQL: {numbered(done)}"
+    if len(done) == 1:
+        ran = f"statement 1 of it had completed, committed by MySQL: {numbered(done)}"
+    elif not done:
+        ran = "nothing of it was committed" if failure.rolled_back else "none of it had completed"
+    ran += rolled_back_text(failure)
+    flight = (
+        f"; statement {failure.failed_statement} was running and may or may not have completed"
+        if failure.failed_statement is not None
+        else ""
+    )
     return DatabaseUnavailable(
-        f"lost the database connection while running {running['revision']}: {describe(error)}; "
-        "the server rolled back the open transaction, rerun to continue"
+        f"lost the database connection while running {revision}: {describe(error)}; {ran}"
+        f"{flight}; check the schema before rerunning",
+        revision=revision,
+        direction=running["direction"],
+        **failure.details,
     )
 
 
@@ -121,12 +156,20 @@ def _revision_failed(error: BaseException, scene: Scene) -> BaseException | None
     running = scene.running()
     if running is None:
         return None
+    revision, direction = running["revision"], running["direction"]
+    failure = _account(scene)
+    cause = f"{error.__class__.__name__}: {describe(error)}"
+    if failure is None:
+        message, details = f"revision {revision} ({direction}) failed and was rolled back", {}
+    else:  # "revision X failed at statement N; statements 1-(N-1) were committed by MySQL..."
+        message = f"{account_text(revision, failure)}; the error ({direction})"
+        details = {**failure.details, "cause": error.__class__.__name__}
     return MigrationFailed(
-        f"revision {running['revision']} ({running['direction']}) failed and {_undone(scene)}: "
-        f"{error.__class__.__name__}: {describe(error)}",
-        revision=running["revision"],
+        f"{message}: {cause}",
+        revision=revision,
         down_revision=running["down_revision"],
-        direction=running["direction"],
+        direction=direction,
+        **details,
     )
 
 

@@ -83,6 +83,11 @@ COMMANDS: Mapping[str, Command] = {
             sql=True,
             flags=(PURGE,),
         ),
+        Command(
+            "resolve",
+            "clear a half-applied revision's record (MySQL) once the schema is repaired",
+            "migrator.commands.resolve:resolve",
+        ),
         Command("current", "report the database's revision", "migrator.commands.inspect:current"),
         Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),
         Command(

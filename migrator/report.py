@@ -38,11 +38,12 @@ def report(
         log.info("finished", **fields)
         return code
     fields.update(error=error.__class__.__name__, message=str(error))
-    if isinstance(error, MigrateError):
+    if isinstance(error, MigrateError | Interrupted):
         fields.update({key: value for key, value in error.details.items() if key not in fields})
-    elif isinstance(error, Interrupted):
-        log.warning("interrupted", signal=str(error), running=outcome.running)
-    else:  # a bug: keep the traceback, as a field of the JSON event rather than raw text
+    if isinstance(error, Interrupted):
+        log.warning("interrupted", signal=error.signal_name, running=outcome.running)
+    elif not isinstance(error, MigrateError):
+        # A bug: keep the traceback, as a field of the JSON event rather than raw text.
         import traceback  # only here: it imports tokenize and linecache, ~5 ms of every run
 
         fields.update(traceback=traceback.format_exception(error))

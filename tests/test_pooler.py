@@ -32,6 +32,7 @@ PGBOUNCER = (
 
 
 def _bouncer(db: Database, pool_mode: str) -> Iterator[str]:
+    assert os.access(PGBOUNCER, os.X_OK), f"{PGBOUNCER} missing: scripts/test.sh installs it"
     root = Path(tempfile.mkdtemp(prefix="migrate-bouncer-"))
     port = free_port()
     (root / "userlist.txt").write_text(f'"{ADMIN}" ""\n')

@@ -145,6 +145,21 @@ class Backend:
         raw.rollback()  # a poller must not keep a transaction (and its snapshot) open
         return sorted(row[0] for row in rows)
 
+    def read_note(self, raw: Raw, table: VersionTable) -> str:
+        """The version table's comment, where a half-applied revision is recorded ("" when it
+        has none, or there is no table). Only backends without transactional DDL keep one."""
+        return ""
+
+    def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
+        """Set the version table's comment, committed ("" clears it), with whatever the
+        session had open (on MySQL, as any DDL statement)."""
+        raise NotImplementedError  # never needed where a failed revision rolls back
+
+    def uncommitted_rows(self, raw: Raw) -> int | None:
+        """Rows the open transaction changed and has not committed; None when the server cannot
+        say (asked where DDL commits as it runs, as a statement fails)."""
+        return None
+
     def canceller(self, raw: Raw) -> Callable[[], None]:
         """What stops this connection's running statement from another thread."""
         raise NotImplementedError

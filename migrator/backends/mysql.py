@@ -8,7 +8,9 @@ and both are logged. Nothing wakes a waiter when the holder lets go, so waiters 
 same backoff as on PostgreSQL and a shorter ceiling.
 
 DDL commits implicitly on MySQL (`transactional_ddl = False`): a revision that fails halfway
-leaves its earlier statements applied, and the `failed` event says so instead of "rolled back".
+leaves its earlier statements applied. The `failed` event gives the account of them (account.py)
+and the version table's comment records the revision as half-applied (halfapplied.py): the
+backend reads and writes that comment, `read_note` and `write_note`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 import pymysql.connections
 
-from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw
+from migrator.backends import UNSET, Backend, ConnectFailed, Limits, Lock, Raw, VersionTable
 from migrator.digest import sha256
 from migrator.errors import DatabaseRejected, LockNotHeld
 from migrator.urls import DatabaseURL
@@ -143,6 +145,40 @@ class MySQL(Backend):
 
     def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
         return NamedLock(raw, name)
+
+    def read_note(self, raw: Raw, table: VersionTable) -> str:
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "SELECT TABLE_COMMENT FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                (table.schema, table.name),
+            )
+            row = cursor.fetchone()
+        raw.rollback()
+        return str(row[0] or "") if row else ""
+
+    def uncommitted_rows(self, raw: Raw) -> int | None:
+        # InnoDB's own count for this session's transaction (no row: no transaction, nothing
+        # pending). Reading it takes the PROCESS privilege: without it, None, and the account
+        # says what it cannot know.
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(
+                    "SELECT trx_rows_modified FROM information_schema.INNODB_TRX"
+                    " WHERE trx_mysql_thread_id = CONNECTION_ID()"
+                )
+                row = cursor.fetchone()
+        except pymysql.err.MySQLError:
+            return None
+        return int(row[0]) if row else 0
+
+    def write_note(self, raw: Raw, table: VersionTable, note: str) -> None:
+        quoted = ".".join(map(self.quote, filter(None, (table.schema, table.name))))
+        with raw.cursor() as cursor:
+            # DDL: it commits by itself, and what the session had open with it, as any DDL
+            # statement of a revision would (metadata only, on a table of a few rows).
+            cursor.execute(f"ALTER TABLE {quoted} COMMENT = %s", (note,))
+        raw.commit()
 
     def canceller(self, raw: Raw) -> Callable[[], None]:
         # KILL QUERY stops the statement and keeps the session (and its lock) for the rollback

@@ -3,7 +3,7 @@ and with DATABASE_URL set, which of them the database has applied)."""
 
 from __future__ import annotations
 
-from migrator import project
+from migrator import halfapplied, project
 from migrator.commands import Job, connected
 from migrator.errors import UsageError
 
@@ -11,6 +11,7 @@ from migrator.errors import UsageError
 def current(job: Job) -> None:
     with connected(job, read_only=True) as raw:
         revisions = job.read_versions(raw)
+        record = halfapplied.read(job.backend, raw, job.ini.versions)
     job.outcome.revisions_before = job.outcome.revisions_after = revisions
     # `current`, as in plan, nothing_to_do and awaiting_head; `revisions` is the old name, kept
     # as an alias for one release (README).
@@ -20,6 +21,9 @@ def current(job: Job) -> None:
         heads=job.heads,
         at_head=revisions == job.heads,
         revisions=revisions,
+        # MySQL: a revision that failed halfway (null where none is, or none can be); reported,
+        # not failed on: `current` is how one looks before repairing.
+        half_applied=None if record is None else record.details,
     )
 
 

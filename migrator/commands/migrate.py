@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from migrator import backoff, project
+from migrator import backoff, halfapplied, project
 from migrator.backends import Limits, Raw
 from migrator.commands import Job, connected
 from migrator.commands.sql import write_sql
-from migrator.errors import ConfigError, DDLTimeout, UsageError
+from migrator.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    DDLTimeout,
+    Interrupted,
+    MigrationError,
+    UsageError,
+)
+from migrator.failures import describe
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
 from migrator.locking import migration_lock
@@ -75,20 +84,38 @@ def _change(job: Job, kind: str) -> None:
         )
         try:
             with lock as waited:
-                if waited is None or (cheap and _finish_if_done(job, raw)):
+                if waited is None:
                     return
-                from migrator.commands.recording import recorded
-
-                with recorded(job, raw, kind) as run:
-                    try:
-                        if not run.done:
-                            _run(job, raw, kind, target, run.recorder)
-                    finally:  # before the run's row is written
-                        if job.outcome.revisions_after is None:
-                            job.outcome.revisions_after = _revisions_now(job, raw)
+                # First, before anything else runs: a revision left half-applied stops the job.
+                record = halfapplied.read(job.backend, raw, job.ini.versions)
+                if record is not None:
+                    job.outcome.revisions_before = job.read_versions(raw)
+                    raise halfapplied.refusal(record, kind)
+                if cheap and _finish_if_done(job, raw):
+                    return
+                _run_recorded(job, raw, kind, target)
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
             # committed now.
+            if job.outcome.revisions_after is None:
+                job.outcome.revisions_after = _revisions_now(job, raw)
+
+
+def _run_recorded(job: Job, raw: Raw, kind: str, target: str) -> None:
+    """The run inside the run history (recording.py): its checks before any change, the run's
+    row at the end, once what is committed is known."""
+    from migrator.commands.recording import recorded
+
+    with recorded(job, raw, kind) as run:
+        try:
+            if run.done:
+                return
+            _run(job, raw, kind, target, run.recorder)
+        except (MigrationError, Interrupted) as error:
+            raise _recorded(job, raw, error) from None
+        except DatabaseUnavailable as lost:
+            raise _marked(job, lost) from None
+        finally:  # before the run's row is written
             if job.outcome.revisions_after is None:
                 job.outcome.revisions_after = _revisions_now(job, raw)
 
@@ -99,6 +126,8 @@ def _finish_if_done(job: Job, raw: Raw) -> bool:
     current = job.read_versions(raw)
     if current != job.known_heads:
         return False
+    if halfapplied.read(job.backend, raw, job.ini.versions) is not None:
+        return False  # a failed downgrade may leave the version at head: the lock path refuses
     job.outcome.revisions_before = job.outcome.revisions_after = current
     job.log.info("nothing_to_do", current=current)
     return True
@@ -141,12 +170,17 @@ def _run(job: Job, raw: Raw, kind: str, target: str, recorder: Recorder | None) 
                     outcome=job.outcome,
                     secrets=settings.secrets,
                     purge=job.request.purge,
+                    versions=job.ini.versions,
                     recorder=recorder,
                 )
                 return
             except DDLTimeout as timeout:
                 error = _naming_blockers(timeout, watch.seen())
-                pause = next(pauses, None) if error.details["kind"] == "lock_timeout" else None
+                # A retry runs the revision from its first statement: not once statements of
+                # it are committed (MySQL), which it would run a second time.
+                retriable = error.details["kind"] == "lock_timeout"
+                retriable = retriable and not error.details.get("committed_statements")
+                pause = next(pauses, None) if retriable else None
                 if pause is None:
                     raise error from None
             job.log.warning(
@@ -158,6 +192,91 @@ def _run(job: Job, raw: Raw, kind: str, target: str, recorder: Recorder | None) 
                 retry_in_s=round(pause, 3),
             )
             time.sleep(pause)
+
+
+def _recorded(job: Job, raw: Raw, error: MigrationError | Interrupted) -> Any:
+    """A revision that stopped with statements committed (MySQL), recorded as half-applied.
+
+    Written while the lock is still held, so that no runner starts between the failure and the
+    record. A revision that failed at its first statement left nothing: no record, and the next
+    run retries it."""
+    details = error.details
+    if not details.get("committed_statements"):
+        _clear_marker(job, raw)
+        return error
+    cause = error.signal_name if isinstance(error, Interrupted) else type(error).__name__
+    record = halfapplied.Record.of(details, cause)
+    problem = _write_record(job, raw, record)
+    if problem is None:
+        said = (
+            "; recorded as half-applied in the version table's comment: upgrade, downgrade "
+            "and stamp refuse until it is repaired and `resolve` is run (README: MySQL)"
+        )
+    else:
+        said = f"; it could NOT be recorded as half-applied ({problem}): check the schema"
+    extra = {**details, "half_applied_recorded": problem is None}
+    if isinstance(error, Interrupted):
+        return Interrupted(error.signum, f"{error}{said}", **extra)
+    return type(error)(f"{error}{said}", **extra)
+
+
+def _marked(job: Job, lost: DatabaseUnavailable) -> DatabaseUnavailable:
+    """The connection went mid-revision (MySQL): the in-flight marker stays, and says so."""
+    if job.backend.transactional_ddl or "revision" not in lost.details:
+        return lost
+    return DatabaseUnavailable(
+        f"{lost}; the revision stays marked in flight in the version table's comment: the next "
+        "upgrade, downgrade or stamp refuses until the schema is checked and `resolve` is run",
+        **lost.details,
+    )
+
+
+def _clear_marker(job: Job, raw: Raw) -> None:
+    """The revision left nothing: its in-flight marker goes (the next run simply retries it).
+
+    Cleared only when the failure is known (exit 5, 6, 130/143); if it cannot be, it stays and
+    the next run refuses, which is the safe side."""
+    if job.backend.transactional_ddl:
+        return
+
+    def clear(connection: Raw) -> None:
+        record = halfapplied.read(job.backend, connection, job.ini.versions)
+        if record is not None and record.is_in_flight:
+            job.backend.write_note(connection, job.ini.versions, "")
+
+    problem = _on_the_database(job, raw, clear)
+    if problem is not None:
+        job.log.warning("in_flight_marker_kept", reason=problem)
+
+
+def _write_record(job: Job, raw: Raw, record: halfapplied.Record) -> str | None:
+    """Write the record and read it back; what went wrong, or None."""
+
+    def write(connection: Raw) -> None:
+        job.backend.write_note(connection, job.ini.versions, record.note())
+        if halfapplied.read(job.backend, connection, job.ini.versions) is None:
+            raise RuntimeError("the comment did not hold it")
+
+    return _on_the_database(job, raw, write)
+
+
+def _on_the_database(job: Job, raw: Raw, work: Callable[[Raw], None]) -> str | None:
+    """`work` on the locked connection, or a fresh one if it was dropped; what went wrong.
+
+    A signal in PyMySQL's read drops the connection; the server keeps the session, and the
+    lock, until the job ends it: another runner cannot start meanwhile."""
+    fresh = None
+    try:
+        if job.backend.lost(raw):
+            fresh = raw = job.backend.connect(job.settings.require_database(), LAST_LOOK_TIMEOUT)
+        raw.rollback()  # what the failed revision left open is not ours to commit
+        work(raw)
+        return None
+    except Exception as failed:  # the connection may be gone: say so, never claim the record
+        return describe(failed)
+    finally:
+        if fresh is not None:
+            fresh.close()
 
 
 def _naming_blockers(error: DDLTimeout, sessions: list[dict[str, Any]]) -> DDLTimeout:

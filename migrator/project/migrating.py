@@ -19,9 +19,11 @@ from alembic.runtime.migration import MigrationContext, MigrationStep
 from sqlalchemy import Connection
 from sqlalchemy.exc import InvalidRequestError
 
-from migrator.backends import UNSET, Backend, Limits
-from migrator.errors import ProjectError
+from migrator.account import Account, account_text
+from migrator.backends import UNSET, Backend, Limits, VersionTable
+from migrator.errors import Interrupted, ProjectError
 from migrator.failures import Scene, translated
+from migrator.halfapplied import Record
 from migrator.job import Outcome
 from migrator.logs import Log
 from migrator.project.environment import JobEnvironment, hand_over, per_migration, refuse_multidb
@@ -49,6 +51,7 @@ def migrate(
     outcome: Outcome,
     secrets: tuple[str, ...] = (),
     purge: bool = False,
+    versions: VersionTable | None = None,
     recorder: StepHook | None = None,
 ) -> list[str]:
     """Plan from the database's current heads, run each step, and return the verified heads.
@@ -58,6 +61,15 @@ def migrate(
     script = project.script
     each = per_migration(project.config)
     ran: list[dict[str, Any]] = []
+    # Where DDL commits as it runs, the statements of the revision in flight are what a failure
+    # leaves applied: counted on the locked connection, for the `failed` event (account.py).
+    raw = connection.connection.dbapi_connection
+    account = Account(secrets, pending=lambda: backend.uncommitted_rows(raw))
+    if not backend.transactional_ddl:
+        account.attach(connection)
+    # Where DDL commits as it runs, a marker says which revision is in flight (halfapplied.py);
+    # a stamp changes the version table alone, in its transaction, and needs none.
+    marking = versions if not backend.transactional_ddl and kind != "stamp" else None
 
     def work(heads: tuple[str, ...], _: MigrationContext) -> Iterable[MigrationStep]:
         outcome.running = None  # a retry starts afresh: nothing is in flight while planning
@@ -70,10 +82,20 @@ def migrate(
         def before_each(step: MigrationStep) -> None:
             module = getattr(getattr(step, "revision", None), "module", None)
             backend.apply_limits(connection, limits, getattr(module, "ddl_lock_timeout", UNSET))
+            if marking and outcome.running is not None:
+                # On the raw connection: not one of the revision's statements (the account).
+                backend.write_note(raw, marking, Record.in_flight(outcome.running).note())
+            account.reset()  # after our own statements: only the revision's count
             if recorder is not None:
                 recorder.starting(step)
 
-        return _narrate(planned, heads, log, outcome, before_each, ran=ran, committed=each)
+        def after_all() -> None:
+            if marking:
+                backend.write_note(raw, marking, "")  # every revision committed
+
+        return _narrate(
+            planned, heads, log, outcome, before_each, after_all=after_all, ran=ran, committed=each
+        )
 
     refuse_multidb(project.config)
     environment = JobEnvironment(
@@ -81,9 +103,30 @@ def migrate(
         secrets=secrets, purge=purge, on_step=recorder.applied if recorder else None,
     )  # fmt: skip
     project.config.attributes["connection"] = connection
-    scene = Scene(backend=backend, running=lambda: outcome.running, scripts=script.dir)
-    with translated(scene), environment:
-        _run_env(project, environment)
+    scene = Scene(
+        backend=backend,
+        running=lambda: outcome.running,
+        scripts=script.dir,
+        account=account.failure,
+    )
+    try:
+        with translated(scene), environment:
+            _run_env(project, environment)
+    except Interrupted as stop:
+        # Where DDL commits as it runs, what the revision left matters after a signal too.
+        running = outcome.running
+        if backend.transactional_ddl or running is None or stop.details:
+            raise
+        failure = account.failure()
+        raise Interrupted(
+            stop.signum,
+            f"{stop.signal_name} while running {running['revision']}: "
+            f"{account_text(running['revision'], failure)}",
+            revision=running["revision"],
+            direction=running["direction"],
+            down_revision=running["down_revision"],
+            **failure.details,
+        ) from None
     with translated(scene):
         heads = _verified(environment, outcome)
     if not each and ran:
@@ -159,6 +202,7 @@ def _narrate(
     outcome: Outcome,
     before_each: Callable[[MigrationStep], None],
     *,
+    after_all: Callable[[], None],
     ran: list[dict[str, Any]],
     committed: bool,
 ) -> Iterator[MigrationStep]:
@@ -185,3 +229,4 @@ def _narrate(
             duration_s=round(time.monotonic() - started, 3),
             **info,
         )
+    after_all()
