@@ -32,7 +32,7 @@ SCHEMA = "migrate_job"
 # Serialises the creation among runners of different version tables (different locks).
 _CREATE_KEY = int.from_bytes(sha256(b"migrate_job:schema").digest()[:8], "big", signed=True)
 
-_DDL = f"""
+DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 COMMENT ON SCHEMA {SCHEMA} IS 'migrate-job: run history and lineage (README: Run history)';
 CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
@@ -75,6 +75,7 @@ SELECT
         THEN has_schema_privilege('{SCHEMA}', 'CREATE')
         ELSE has_database_privilege(current_database(), 'CREATE') END
 """
+# One privilege per call: has_table_privilege('t', 'SELECT, INSERT') is true if ANY is held.
 _MAY_READ = f"""
 SELECT has_schema_privilege('{SCHEMA}', 'USAGE')
     AND has_table_privilege('{SCHEMA}.runs', 'SELECT')
@@ -82,8 +83,11 @@ SELECT has_schema_privilege('{SCHEMA}', 'USAGE')
 """
 _MAY_WRITE = f"""
 SELECT has_schema_privilege('{SCHEMA}', 'USAGE')
-    AND has_table_privilege('{SCHEMA}.runs', 'SELECT, INSERT, UPDATE')
-    AND has_table_privilege('{SCHEMA}.revisions', 'SELECT, INSERT')
+    AND has_table_privilege('{SCHEMA}.runs', 'SELECT')
+    AND has_table_privilege('{SCHEMA}.runs', 'INSERT')
+    AND has_table_privilege('{SCHEMA}.runs', 'UPDATE')
+    AND has_table_privilege('{SCHEMA}.revisions', 'SELECT')
+    AND has_table_privilege('{SCHEMA}.revisions', 'INSERT')
 """
 _RUN_COLUMNS = (
     "id, started, command, version_table, revisions_before, result, image_version, "
@@ -198,7 +202,7 @@ class Store:
     def create(self) -> None:
         with self.raw.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": _CREATE_KEY})
-            cursor.execute(_DDL)
+            cursor.execute(DDL)
         self.raw.commit()
         self.exists = True
 

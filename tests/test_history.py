@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from migrator import history
 from tests.conftest import (
     HEAD,
     REVISIONS,
@@ -296,6 +297,26 @@ def test_a_role_that_may_not_create_the_schema_migrates_without_history(db: Data
         db.query("DROP OWNED BY plain; DROP ROLE plain")
 
 
+def test_a_role_that_may_not_write_the_schema_migrates_without_history(db: Database) -> None:
+    db.query(history.DDL)  # an owner made the history; this role got USAGE on it, no more
+    db.query(
+        "CREATE ROLE plain2 LOGIN PASSWORD 'plain-Pa55word';"
+        " GRANT USAGE, CREATE ON SCHEMA public TO plain2;"
+        " GRANT USAGE ON SCHEMA migrate_job TO plain2;"
+        " GRANT SELECT ON ALL TABLES IN SCHEMA migrate_job TO plain2;"
+    )
+    try:
+        url = f"postgresql://plain2:plain-Pa55word@127.0.0.1:{db.cluster.port}/{db.name}"
+        result = run_job("upgrade", "head", env=job_env(url))
+        assert result.code == 0, result.stdout
+        warning = result.one("history_unavailable")
+        assert warning["level"] == "warning" and "may not use" in warning["reason"]
+        assert db.version() == [HEAD]
+        assert not runs(db) and not steps(db)
+    finally:
+        db.query("DROP OWNED BY plain2; DROP ROLE plain2")
+
+
 def test_history_off_records_nothing(db: Database) -> None:
     result = run_job("upgrade", "head", env=job_env(db.url, MIGRATE_HISTORY="off"))
     assert result.code == 0, result.stdout
@@ -429,6 +450,42 @@ def test_a_database_on_another_branch_is_not_ahead(db: Database, project: Path) 
 
 
 # -- autogenerate ------------------------------------------------------------------------------
+
+
+INCLUDE_SCHEMAS = """
+def include_name(name, type_, parent_names):
+    if type_ == "schema":
+        return name in (None, "public")  # the README's advice: never migrate_job
+    return True
+
+
+"""
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_include_schemas_needs_the_readmes_filter(
+    db: Database, project: Path, filtered: bool
+) -> None:
+    """With include_schemas=True autogenerate sees every schema: the README's include_name
+    keeps the history out of it; without it, `check` would propose dropping the history."""
+    env_py = project / "migrations" / "env.py"
+    text = env_py.read_text()
+    options = "include_schemas=True, include_name=include_name" if filtered else ""
+    options = options or "include_schemas=True"
+    text = text.replace("def configure(", INCLUDE_SCHEMAS + "def configure(", 1)
+    text = text.replace(
+        "        **options,\n    )", f"        {options},\n        **options,\n    )", 1
+    )
+    assert "include_schemas=True" in text
+    env_py.write_text(text)
+    env = with_config(db.url, project / "alembic.ini")
+    assert run_job("upgrade", "head", env=env).code == 0
+    check = run_job("check", env=env)
+    if filtered:
+        assert check.code == 0, check.stdout
+    else:
+        assert check.code == 7, check.stdout
+        assert {"table runs", "table revisions"} <= set(check.final["in_database_only"])
 
 
 def test_autogenerate_proposes_nothing_about_the_history(db: Database, tmp_path: Path) -> None:
