@@ -97,14 +97,17 @@ _RUN_VALUES = (
     "%(id)s, %(started)s, %(command)s, %(version_table)s, %(revisions_before)s, "
     "%(result)s, %(image_version)s, %(image_revision)s, %(host)s"
 )
+# In a savepoint of the revision's transaction: a failure here is undone alone (see `applied`).
 _STEP = f"""
+SAVEPOINT migrate_job_step;
 INSERT INTO {SCHEMA}.runs ({_RUN_COLUMNS}) VALUES ({_RUN_VALUES}) ON CONFLICT (id) DO NOTHING;
 INSERT INTO {SCHEMA}.revisions
     (run_id, revision, down_revisions, direction, started, duration_s, sha256, heads_after)
     SELECT %(id)s, revision, string_to_array(down, ' '), %(direction)s, %(step_started)s,
         %(duration_s)s, NULLIF(digest, ''), %(heads_after)s
     FROM unnest(%(revisions)s::text[], %(downs)s::text[], %(digests)s::text[])
-        AS step (revision, down, digest)
+        AS step (revision, down, digest);
+RELEASE SAVEPOINT migrate_job_step
 """
 _FINISH = f"""
 UPDATE {SCHEMA}.runs SET finished = clock_timestamp(), revisions_after = %(revisions_after)s,
@@ -264,7 +267,12 @@ class Recorder:
     """
 
     def __init__(
-        self, store: Store, outcome: Outcome, version_table: str, secrets: tuple[str, ...]
+        self,
+        store: Store,
+        outcome: Outcome,
+        version_table: str,
+        secrets: tuple[str, ...],
+        warn: Callable[[str], None],
     ) -> None:
         self.store = store
         self.outcome = outcome
@@ -272,6 +280,8 @@ class Recorder:
         import uuid  # only here: it imports `platform`
 
         self.stepped = False
+        self.broken = False  # a step's rows could not be written: no more for this run
+        self.warn = warn
         self._step_started: tuple[datetime.datetime, float] | None = None
         self.row: dict[str, Any] = {
             "id": str(uuid.uuid4()),
@@ -289,7 +299,13 @@ class Recorder:
         self._step_started = (_now(), time.monotonic())
 
     def applied(self, *, step: Any, heads: Any, **_: Any) -> None:
-        """Alembic's on_version_apply: the step ran, its transaction is still open."""
+        """Alembic's on_version_apply: the step ran, its transaction is still open.
+
+        Bookkeeping never fails a revision: if the rows cannot be written (a privilege revoked
+        since the check, a full disk), the savepoint takes them back, `warn` says why, and the
+        run goes on without history."""
+        if self.broken:
+            return
         started, clock = self._step_started or (_now(), time.monotonic())
         self._step_started = None
         direction = "stamp" if step.is_stamp else "upgrade" if step.is_upgrade else "downgrade"
@@ -300,21 +316,26 @@ class Recorder:
             downs.append(" ".join(_tuple(getattr(script, "down_revision", None))))
             path = getattr(script, "path", None)
             digests.append(file_digest(path) if path and direction != "stamp" else "")
-        with self.store.raw.cursor() as cursor:
-            cursor.execute(
-                _STEP,
-                {
-                    **self.row,
-                    "revisions_before": self.outcome.revisions_before,
-                    "direction": direction,
-                    "step_started": started,
-                    "duration_s": round(time.monotonic() - clock, 6),
-                    "revisions": revisions,
-                    "downs": downs,
-                    "digests": digests,
-                    "heads_after": sorted(heads),
-                },
-            )
+        values = {
+            **self.row,
+            "revisions_before": self.outcome.revisions_before,
+            "direction": direction,
+            "step_started": started,
+            "duration_s": round(time.monotonic() - clock, 6),
+            "revisions": revisions,
+            "downs": downs,
+            "digests": digests,
+            "heads_after": sorted(heads),
+        }
+        try:
+            with self.store.raw.cursor() as cursor:
+                cursor.execute(_STEP, values)
+        except Exception as error:  # the revision's own work stays, in its transaction
+            with self.store.raw.cursor() as cursor:
+                cursor.execute("ROLLBACK TO SAVEPOINT migrate_job_step")
+            self.broken = True
+            self.warn(f"{error.__class__.__name__}: {' '.join(str(error).split())}")
+            return
         self.stepped = True
 
     def finish(
@@ -324,8 +345,8 @@ class Recorder:
 
         `fresh`: a new connection, for when the job's is gone (SQLAlchemy closes it when a
         signal interrupts a statement). Writing the run's own row needs no lock."""
-        if error is None and not self.stepped:
-            return None  # a run that changed nothing leaves no row
+        if self.broken or (error is None and not self.stepped):
+            return None  # a run that changed nothing leaves no row; a broken one was said
         code = ExitCode.OK if error is None else exit_code_for(error)
         result = "succeeded" if error is None else "failed"
         if isinstance(error, Interrupted):

@@ -317,6 +317,22 @@ def test_a_role_that_may_not_write_the_schema_migrates_without_history(db: Datab
         db.query("DROP OWNED BY plain2; DROP ROLE plain2")
 
 
+def test_a_step_row_that_cannot_be_written_never_fails_the_revision(db: Database) -> None:
+    assert run_job("upgrade", REVISIONS[1], env=job_env(db.url)).code == 0
+    db.query(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'disk full, say'; END$$;"
+        " CREATE TRIGGER refuse BEFORE INSERT ON migrate_job.revisions"
+        " FOR EACH ROW EXECUTE FUNCTION refuse();"
+    )
+    result = run_job("upgrade", "head", env=job_env(db.url))
+    assert result.code == 0, result.stdout
+    assert "disk full, say" in result.one("history_unwritten")["reason"]
+    assert db.version() == [HEAD]
+    assert result.final["applied"] == len(REVISIONS) - 2
+    assert len(runs(db)) == 1  # the first run's; this one wrote nothing, not half a run
+
+
 def test_history_off_records_nothing(db: Database) -> None:
     result = run_job("upgrade", "head", env=job_env(db.url, MIGRATE_HISTORY="off"))
     assert result.code == 0, result.stdout

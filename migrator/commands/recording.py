@@ -40,7 +40,13 @@ def recorded(job: Job, raw: Raw, kind: str) -> Iterator[Run]:
     recorder = None
     if store is not None:
         table = ".".join(filter(None, (job.ini.versions.schema, job.ini.versions.name)))
-        recorder = history.Recorder(store, job.outcome, table, job.settings.secrets)
+        recorder = history.Recorder(
+            store,
+            job.outcome,
+            table,
+            job.settings.secrets,
+            warn=lambda reason: job.log.warning("history_unwritten", reason=reason),
+        )
     try:
         done = _guard(job, raw, kind, store, reason)
         yield Run(recorder, done)
