@@ -232,6 +232,7 @@ def open_store(backend: Backend, raw: Raw, settings: Settings, *, write: bool) -
 
 
 def _open(raw: Raw, *, write: bool) -> Store | str:
+    """The tables and the role's privileges on them, from the catalog; created if `write`."""
     with raw.cursor() as cursor:
         cursor.execute(_PRESENT)
         tables, may_create = cursor.fetchone()
@@ -245,8 +246,9 @@ def _open(raw: Raw, *, write: bool) -> Store | str:
             if write
             else "USAGE on the schema and SELECT on its tables"
         )
-        allowed = allowed or f"the role may not use the {SCHEMA} schema's tables (it needs {needs})"
-        return Store(raw, exists=True) if allowed is True else allowed
+        if not allowed:
+            return f"the role may not use the {SCHEMA} schema's tables (it needs {needs})"
+        return Store(raw, exists=True)
     store = Store(raw, exists=False)
     if write and not may_create:
         return (
