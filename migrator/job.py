@@ -52,6 +52,10 @@ LINT_FLAGS = (
     Flag("output", "--output", "lint: write the report to this file instead of stdout", True),
     Flag("pg-version", "--pg-version", "lint: the PostgreSQL version the rules assume", True),
 )
+HISTORY_FLAGS = (
+    Flag("runs", "--runs", "history: the last runs recorded in the database, newest first"),
+    Flag("limit", "--limit", "history --runs: how many runs (default 20)", True),
+)
 
 COMMANDS: Mapping[str, Command] = {
     command.name: command
@@ -87,7 +91,10 @@ COMMANDS: Mapping[str, Command] = {
         Command("current", "report the database's revision", "migrator.commands.inspect:current"),
         Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),
         Command(
-            "history", "report every revision, oldest first", "migrator.commands.inspect:history"
+            "history",
+            "report every revision, oldest first (--runs: the last runs recorded)",
+            "migrator.commands.inspect:history",
+            flags=HISTORY_FLAGS,
         ),
         Command(
             "status",

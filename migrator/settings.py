@@ -17,6 +17,9 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+HISTORY_MODES = ("on", "off")
+VERIFY_MODES = ("warn", "strict")
+AHEAD_MODES = ("accept", "error")
 
 
 class Option(NamedTuple):
@@ -44,6 +47,11 @@ OPTIONS = (
     Option("MIGRATE_TERMINATION_LOG", "--termination-log", "file for a one-line summary, or off"),
     Option("MIGRATE_LOG_FORMAT", "--log-format", "json, console or auto", "auto"),
     Option("MIGRATE_LOG_LEVEL", "--log-level", "debug, info, warning or error", "info"),
+    Option("MIGRATE_HISTORY", "--history", "on or off: record runs in migrate_job", "on"),
+    Option("MIGRATE_VERIFY", "--verify", "warn or strict: applied revision files edited", "warn"),
+    Option(
+        "MIGRATE_DATABASE_AHEAD", "--database-ahead", "accept or error: database ahead", "accept"
+    ),
 )
 
 
@@ -61,6 +69,9 @@ class Settings(NamedTuple):
     termination_log: str | None
     log_format: str
     log_level: str
+    history: str = "on"  # record runs and lineage in the migrate_job schema (history.py), or off
+    verify: str = "warn"  # an applied revision file edited since: warn, or strict (exit 2)
+    database_ahead: str = "accept"  # a database proven ahead of the image: accept, or error
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -117,6 +128,9 @@ def load_settings(
         termination_log=termination_log(values),
         log_format=log_format,
         log_level=choice("MIGRATE_LOG_LEVEL", LOG_LEVELS),
+        history=choice("MIGRATE_HISTORY", HISTORY_MODES),
+        verify=choice("MIGRATE_VERIFY", VERIFY_MODES),
+        database_ahead=choice("MIGRATE_DATABASE_AHEAD", AHEAD_MODES),
     )
 
 

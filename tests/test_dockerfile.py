@@ -306,6 +306,12 @@ def test_oci_labels() -> None:
         assert f"org.opencontainers.image.{key}=" in labels
 
 
+def test_the_labels_version_and_revision_reach_the_run_history() -> None:
+    env = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
+    assert 'MIGRATE_IMAGE_VERSION="${VERSION}"' in env
+    assert 'MIGRATE_IMAGE_REVISION="${REVISION}"' in env
+
+
 def test_build_context_is_exactly_what_the_dockerfile_copies() -> None:
     patterns = [
         line

@@ -639,6 +639,9 @@ CHART_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
     "MIGRATE_TERMINATION_LOG": ("runner.terminationLog", "/dev/termination-log", "termination_log"),
     "MIGRATE_LOG_FORMAT": ("runner.logFormat", "console", "log_format"),
     "MIGRATE_LOG_LEVEL": ("runner.logLevel", "debug", "log_level"),
+    "MIGRATE_HISTORY": ("runner.history", "off", "history"),
+    "MIGRATE_VERIFY": ("runner.verify", "strict", "verify"),
+    "MIGRATE_DATABASE_AHEAD": ("runner.databaseAhead", "error", "database_ahead"),
 }
 
 

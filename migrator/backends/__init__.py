@@ -107,6 +107,9 @@ class Backend:
     # Whether a failed revision's transaction takes its DDL back with it (not on MySQL, where
     # each DDL statement commits as it runs).
     transactional_ddl = True
+    # Why the job keeps no run history here (history.py), or None where it does: a backend
+    # adds it by giving its SQL a home the user's autogenerate does not compare.
+    no_history: str | None = "this backend keeps no run history"
 
     def quote(self, identifier: str) -> str:
         """An identifier as the server's SQL quotes it."""

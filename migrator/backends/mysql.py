@@ -109,6 +109,10 @@ def _beside(raw: Raw, sql: str) -> Any:
 
 class MySQL(Backend):
     transactional_ddl = False
+    no_history = (
+        "on MySQL a schema of its own is another database, one the user did not name; a "
+        "table beside the application's would show in autogenerate"
+    )
 
     def quote(self, identifier: str) -> str:
         return f"`{identifier.replace('`', '``')}`"

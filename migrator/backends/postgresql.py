@@ -118,6 +118,8 @@ def lock_channel(key: int) -> str:
 
 
 class PostgreSQL(Backend):
+    no_history = None  # the migrate_job schema (history.py)
+
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         options: dict[str, Any] = {
             # libpq takes whole seconds; rounding up never makes a short timeout shorter.

@@ -19,6 +19,10 @@ from migrator.urls import DatabaseURL
 
 
 class SQLite(Backend):
+    no_history = (
+        "SQLite has no schemas, and a table beside the application's would show in autogenerate"
+    )
+
     def connect(self, database: DatabaseURL, timeout: float) -> Raw:
         path = database.sqlite_file or ":memory:"
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from migrator import halfapplied, project
 from migrator.commands import Job, connected
+from migrator.errors import UsageError
 
 
 def current(job: Job) -> None:
@@ -44,9 +45,17 @@ def heads(job: Job) -> None:
 
 def history(job: Job) -> None:
     """Every revision, oldest first; with DATABASE_URL set, each marked applied or not.
+    `--runs`: the database's run history instead (runs.py).
 
     With a URL, the database is read (after the usual wait, exit 3 if it never answers): a
     history that silently left the marks out would read as "nothing applied"."""
+    if job.request.options.get("runs"):  # the database's run history, not the scripts'
+        from migrator.commands.runs import runs
+
+        runs(job)
+        return
+    if "limit" in job.request.options:
+        raise UsageError("history: --limit applies to --runs only")
     script = job.project.script  # first: broken scripts exit 2 before any wait
     current = _current(job) if job.settings.database is not None else None
     heads = set(script.get_heads())

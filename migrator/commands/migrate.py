@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator import backoff, halfapplied, project
 from migrator.backends import Limits, Raw
@@ -27,6 +27,9 @@ from migrator.failures import describe
 from migrator.heads import why_unrecorded
 from migrator.job import UNKNOWN
 from migrator.locking import migration_lock
+
+if TYPE_CHECKING:  # the run history is loaded only by a run with work (recording.py)
+    from migrator.history import Recorder
 
 # Seconds for the one connection attempt that reads the version table on the way out: the
 # job is stopping (perhaps on SIGTERM, within the pod's grace period) and must not linger.
@@ -90,15 +93,29 @@ def _change(job: Job, kind: str) -> None:
                     raise halfapplied.refusal(record, kind)
                 if cheap and _finish_if_done(job, raw):
                     return
-                try:
-                    _run(job, raw, kind, target)
-                except (MigrationError, Interrupted) as error:
-                    raise _recorded(job, raw, error) from None
-                except DatabaseUnavailable as lost:
-                    raise _marked(job, lost) from None
+                _run_recorded(job, raw, kind, target)
         finally:
             # Whatever ended the run (a signal, a timeout, a failed revision), say what is
             # committed now.
+            if job.outcome.revisions_after is None:
+                job.outcome.revisions_after = _revisions_now(job, raw)
+
+
+def _run_recorded(job: Job, raw: Raw, kind: str, target: str) -> None:
+    """The run inside the run history (recording.py): its checks before any change, the run's
+    row at the end, once what is committed is known."""
+    from migrator.commands.recording import recorded
+
+    with recorded(job, raw, kind) as run:
+        try:
+            if run.done:
+                return
+            _run(job, raw, kind, target, run.recorder)
+        except (MigrationError, Interrupted) as error:
+            raise _recorded(job, raw, error) from None
+        except DatabaseUnavailable as lost:
+            raise _marked(job, lost) from None
+        finally:  # before the run's row is written
             if job.outcome.revisions_after is None:
                 job.outcome.revisions_after = _revisions_now(job, raw)
 
@@ -127,7 +144,7 @@ def _say_why_slow(job: Job) -> None:
     )
 
 
-def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
+def _run(job: Job, raw: Raw, kind: str, target: str, recorder: Recorder | None) -> None:
     """The migrations, on the locked connection; a revision that hit lock_timeout is rolled
     back and retried a few times (backoff.DDL), so that the application transaction holding the
     table can finish instead of queueing our ALTER, and all traffic behind it, in front of it."""
@@ -154,6 +171,7 @@ def _run(job: Job, raw: Raw, kind: str, target: str) -> None:
                     secrets=settings.secrets,
                     purge=job.request.purge,
                     versions=job.ini.versions,
+                    recorder=recorder,
                 )
                 return
             except DDLTimeout as timeout:

@@ -9,28 +9,43 @@ from __future__ import annotations
 from typing import Any
 
 from migrator import halfapplied, project
+from migrator.backends import Raw
 from migrator.commands import Job, connected
 from migrator.errors import NotUpToDate
-from migrator.verdict import PENDING, UNKNOWN_REVISION, verdict
+from migrator.verdict import AHEAD, PENDING, UNKNOWN_REVISION, verdict
 
 
 def status(job: Job) -> None:
     with connected(job, read_only=True) as raw:
         current = job.read_versions(raw)
         record = halfapplied.read(job.backend, raw, job.ini.versions)
+        at_recorded_heads = job.known_heads is not None and current == job.known_heads
+        unknown = [] if at_recorded_heads else project.unknown_revisions(job.project, current)
+        ahead = _ahead(job, raw, current) if unknown else None
     # MySQL: a revision that failed halfway is reported (upgrade would refuse), not failed on.
     half = None if record is None else record.details
     job.outcome.revisions_before = job.outcome.revisions_after = current
-    if job.known_heads is not None and current == job.known_heads:
+    if at_recorded_heads:
         # At the heads Alembic recorded at build time: nothing pending, nothing unknown, and
         # no need to load Alembic to say so (as `upgrade`'s no-op).
-        _report(job, current, job.known_heads, unknown=[], pending=[], half_applied=half)
+        _report(job, current, job.known_heads or [], unknown=[], pending=[], half_applied=half)
         return
     heads = sorted(job.project.heads)
-    unknown = project.unknown_revisions(job.project, current)
+    if ahead is not None:
+        _report(job, current, heads, unknown=unknown, pending=[], half_applied=half, ahead=ahead)
+        return
     # With an unknown revision there is nothing to plan from: Alembic cannot walk from it.
     pending = None if unknown else project.pending(job.project, current, "heads")
     _report(job, current, heads, unknown=unknown, pending=pending, half_applied=half)
+
+
+def _ahead(job: Job, raw: Raw, current: list[str]) -> list[str] | None:
+    """The revisions the database is proven ahead by (recording.py), or None: not proven."""
+    from migrator.commands.recording import ahead_verdict, scripts_known
+
+    heads = sorted(job.project.heads)
+    verdict = ahead_verdict(job, raw, current, heads, scripts_known(job))
+    return verdict.ahead if verdict.proven else None
 
 
 def _report(
@@ -41,10 +56,13 @@ def _report(
     unknown: list[str],
     pending: list[dict[str, Any]] | None,
     half_applied: dict[str, Any] | None,
+    ahead: list[str] | None = None,
 ) -> None:
-    """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown)."""
-    found = verdict(unknown=unknown, pending=pending)
+    """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown; ahead with
+    MIGRATE_DATABASE_AHEAD=error)."""
+    found = verdict(unknown=unknown, pending=pending, ahead=ahead is not None)
     listed = None if pending is None else [_entry(step) for step in pending]
+    extra = {} if ahead is None else {"ahead": ahead}
     job.log.info(
         "status",
         current=current,
@@ -53,7 +71,12 @@ def _report(
         unknown=unknown,
         verdict=found,
         half_applied=half_applied,
+        **extra,
     )
+    if found == AHEAD and ahead is not None:
+        from migrator.commands.recording import report_ahead
+
+        report_ahead(job, current, heads, ahead)
     if found == UNKNOWN_REVISION:
         project.refuse_unknown(job.project, current)
     if found == PENDING and listed:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 from migrator import backoff
+from migrator.backends import Raw
 from migrator.commands import Job, connected
 from migrator.errors import DatabaseUnavailable, NotUpToDate
 
@@ -33,6 +34,9 @@ def await_head(job: Job) -> None:
         try:
             with connected(job, timeout=max(0.0, deadline - time.monotonic())) as raw:
                 while (found := job.read_versions(raw)) != heads:
+                    if found != seen and _ahead(job, raw, found):
+                        job.outcome.revisions_after = found
+                        return
                     now = time.monotonic()
                     # On every change, and at a steady pace meanwhile: never silent for long.
                     if found != seen or now >= next_report:
@@ -55,6 +59,15 @@ def await_head(job: Job) -> None:
         job.outcome.revisions_after = found
         job.log.info("up_to_date", current=found, revisions=found)  # revisions: old name
         return
+
+
+def _ahead(job: Job, raw: Raw, found: list[str]) -> bool:
+    """Whether the database is proven ahead of this image: then it is as good as at head."""
+    if job.backend.no_history is not None or job.settings.history == "off":
+        return False  # nothing to read: the history module is not even loaded
+    from migrator.commands.recording import proven_ahead
+
+    return proven_ahead(job, raw, found)
 
 
 def _pause(pauses: Iterator[float], current: list[str] | None, heads: list[str]) -> None:

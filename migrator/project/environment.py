@@ -91,9 +91,11 @@ class JobEnvironment(EnvironmentContext):
         per_migration: bool = True,
         log: Log | None = None,
         secrets: tuple[str, ...] = (),
+        on_step: Callable[..., None] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(config, script, **kw)
+        self.on_step = on_step  # after each step, in its transaction (the run history's row)
         self.job_connection = connection
         self.log = log
         self.per_migration = per_migration
@@ -195,8 +197,10 @@ class JobEnvironment(EnvironmentContext):
             env_py_database=where,
         )
 
-    def _applied(self, *, heads: Sequence[str], **_: Any) -> None:
+    def _applied(self, *, heads: Sequence[str], **kw: Any) -> None:
         self.heads_after = sorted(heads)
+        if self.on_step is not None:
+            self.on_step(heads=heads, **kw)
 
 
 # What alembic/context.py does for EnvironmentContext: `alembic.context` (what env.py imports)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from alembic.runtime.migration import MigrationContext, MigrationStep
 from sqlalchemy import Connection
@@ -31,6 +31,14 @@ from migrator.project.loading import Project
 from migrator.project.steps import plan, refuse_unknown, step_info
 
 
+class StepHook(Protocol):
+    """The run history's hooks (history.Recorder): a step starts; it ran, uncommitted yet."""
+
+    def starting(self, step: MigrationStep) -> None: ...
+
+    def applied(self, **kw: Any) -> None: ...
+
+
 def migrate(
     project: Project,
     connection: Connection,
@@ -44,6 +52,7 @@ def migrate(
     secrets: tuple[str, ...] = (),
     purge: bool = False,
     versions: VersionTable | None = None,
+    recorder: StepHook | None = None,
 ) -> list[str]:
     """Plan from the database's current heads, run each step, and return the verified heads.
 
@@ -77,6 +86,8 @@ def migrate(
                 # On the raw connection: not one of the revision's statements (the account).
                 backend.write_note(raw, marking, Record.in_flight(outcome.running).note())
             account.reset()  # after our own statements: only the revision's count
+            if recorder is not None:
+                recorder.starting(step)
 
         def after_all() -> None:
             if marking:
@@ -89,7 +100,7 @@ def migrate(
     refuse_multidb(project.config)
     environment = JobEnvironment(
         project.config, script, fn=work, connection=connection, per_migration=each, log=log,
-        secrets=secrets, purge=purge,
+        secrets=secrets, purge=purge, on_step=recorder.applied if recorder else None,
     )  # fmt: skip
     project.config.attributes["connection"] = connection
     scene = Scene(

@@ -152,7 +152,7 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- fail (printf "migrate-job: activeDeadlineSeconds (%d) must be larger than runner.waitTimeout + runner.lockTimeout (%d), or the Job is killed while the runner still waits" (int .Values.activeDeadlineSeconds) $minimum) }}
 {{- end }}
 {{- end }}
-{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" }}
+{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" "MIGRATE_HISTORY" "MIGRATE_VERIFY" "MIGRATE_DATABASE_AHEAD" }}
 {{- range .Values.extraEnv }}
 {{- if has .name $managed }}
 {{- fail (printf "migrate-job: extraEnv sets %s, which the chart sets from its own values (see the chart README)" .name) }}
@@ -353,6 +353,9 @@ Argument: dict "scope" "initContainer".
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_STATEMENT_TIMEOUT" $v.runner.statementTimeout) }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_DDL_RETRIES" $v.runner.ddlRetries) }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_TERMINATION_LOG" $v.runner.terminationLog) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_HISTORY" $v.runner.history) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_VERIFY" $v.runner.verify) }}
+{{- include "migrate-job.optionalEnv" (list "MIGRATE_DATABASE_AHEAD" $v.runner.databaseAhead) }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
 {{- end }}
