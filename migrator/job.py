@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from migrator.settings import FLEET_OPTIONS
+
 UNKNOWN = "unknown"  # revisions_after when the database could not be read on the way out
 
 
@@ -78,6 +80,14 @@ COMMANDS: Mapping[str, Command] = {
             revision="required",
             sql=True,
             flags=(PURGE,),
+        ),
+        Command(
+            "fleet-upgrade",
+            "upgrade every target of MIGRATE_TARGETS_FILE in this shard (exit 9 if any failed)",
+            "migrator.commands.fleet:fleet_upgrade",
+            revision="optional",
+            default="head",
+            options=FLEET_OPTIONS,
         ),
         Command("current", "report the database's revision", "migrator.commands.inspect:current"),
         Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),
