@@ -34,7 +34,7 @@ from tests.conftest import (
 )
 from tests.pgcluster import Cluster, free_port
 
-UNREACHABLE_PASSWORD = "n0t-Pr1nted-3ver"  # noqa: S105 - a test value that must never be printed
+UNREACHABLE_PASSWORD = "n0t-Pr1nted-3ver"
 
 
 def fleet(cluster: Cluster, count: int) -> list[Database]:
@@ -224,7 +224,7 @@ def test_the_same_list_reordered_splits_the_same_way() -> None:
     assert shard_of("tenant-1", 4) == shard_of("tenant-1", 4)
 
 
-SECRET = "Pa55-in-the-file"  # noqa: S105
+SECRET = "Pa55-in-the-file"
 
 
 @pytest.mark.parametrize(
