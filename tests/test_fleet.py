@@ -144,6 +144,7 @@ def test_a_fleet_is_migrated_failures_are_reported_and_a_rerun_finishes_the_rest
             assert ready[name] == 1, name
     at_head = {name for name, e in finished.items() if e["state"] == "at_head"}
     assert not at_head & {e["target"] for e in rerun.named("lock_acquired")}
+    assert {e["target"] for e in rerun.named("target_job_started")} == migrated
     assert all(db.version() == [HEAD] for db in databases)
     assert_secret_kept(rerun, cluster.password)
 

@@ -24,7 +24,7 @@ import yaml
 
 from migrator.cli import parse
 from migrator.errors import ConfigError
-from migrator.settings import LOG_FORMATS, LOG_LEVELS, OPTIONS, load_settings
+from migrator.settings import FLEET_OPTIONS, LOG_FORMATS, LOG_LEVELS, OPTIONS, load_settings
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "migrate-job"
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -650,8 +650,13 @@ def values_at(path: str, value: Any) -> dict[str, Any]:
     return values
 
 
+# fleet-upgrade's options: the chart has no fleet mode yet (issue 17, the Indexed Job), so it
+# sets none of them; once it does, they move into CHART_OPTIONS.
+NOT_IN_THE_CHART_YET = set(FLEET_OPTIONS)
+
+
 def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
-    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS}
+    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS} - NOT_IN_THE_CHART_YET
     schema = helm_python.Chart.load(CHART_DIR).schema
     runner_values = {f"runner.{key}" for key in schema["properties"]["runner"]["properties"]}
     paths = {path for path, _, _ in CHART_OPTIONS.values()}

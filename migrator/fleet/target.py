@@ -136,10 +136,12 @@ def _relay(lines: Iterable[str], log: Log) -> dict[str, Any] | None:
             event.pop(key, None)
         if name in _FINAL:
             final = event
-        elif name != "starting":  # target_started has said it
-            getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
-                name, **event
-            )
+            continue
+        if name == "starting":  # one `starting` per run: the fleet's
+            name, event = "target_job_started", {"pid": event.get("pid")}
+        getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
+            name, **event
+        )
     return final
 
 
