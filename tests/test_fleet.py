@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from migrator.errors import ConfigError
 from migrator.fleet.sharding import Shard, select, shard_of
 from migrator.fleet.targets import Target
 from migrator.heads import write as write_heads
+from migrator.settings import load_settings
 from migrator.urls import parse_database_url
 from tests.conftest import (
     HEAD,
@@ -295,3 +298,46 @@ def test_sigterm_rolls_back_the_targets_in_flight_and_says_which_finished(
     for db in databases:
         if f"tenant-{databases.index(db):02}" not in failed:
             assert db.version() == []  # never started
+
+
+ALEMBIC_INI = str(Path(__file__).resolve().parent.parent / "alembic.ini")
+
+
+def test_every_targets_password_is_a_secret_of_the_run(tmp_path) -> None:
+    url_file = tmp_path / "b.url"
+    url_file.write_text("postgresql://u:second-Secret@h/b")
+    path = targets_file(
+        tmp_path / "targets.json",
+        [
+            {"name": "a", "url": "postgresql://u:first-Secret@h/a"},
+            {"name": "b", "url_file": str(url_file)},
+        ],
+    )
+    settings = load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, "MIGRATE_TARGETS_FILE": str(path)})
+    assert {"first-Secret", "second-Secret"} <= set(settings.secrets)
+    assert [target.name for target in settings.targets or ()] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("values", "shard", "says"),
+    [
+        ({}, Shard(0, 1), None),
+        ({"JOB_COMPLETION_INDEX": "2", "MIGRATE_SHARD_COUNT": "4"}, Shard(2, 4), None),
+        ({"MIGRATE_SHARD_INDEX": "1", "MIGRATE_SHARD_COUNT": "2"}, Shard(1, 2), None),
+        ({"JOB_COMPLETION_INDEX": "2"}, None, "JOB_COMPLETION_INDEX='2' is set but"),
+        ({"MIGRATE_SHARD_COUNT": "4"}, None, "no shard index"),
+        ({"JOB_COMPLETION_INDEX": "4", "MIGRATE_SHARD_COUNT": "4"}, None, "below the shard"),
+    ],
+)
+def test_the_shard_comes_from_both_an_index_and_a_count_or_neither(
+    tmp_path, values, shard, says
+) -> None:
+    path = targets_file(tmp_path / "targets.json", [{"name": "a", "url": "postgresql://u@h/a"}])
+    given = {"ALEMBIC_CONFIG": ALEMBIC_INI, "MIGRATE_TARGETS_FILE": str(path), **values}
+    if says is None:
+        assert load_settings(given).shard == shard
+    else:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_settings(given)
+    # Without a targets file an Indexed Job's index is none of the job's business.
+    assert load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, **values}).shard is None
