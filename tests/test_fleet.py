@@ -341,3 +341,17 @@ def test_the_shard_comes_from_both_an_index_and_a_count_or_neither(
             load_settings(given)
     # Without a targets file an Indexed Job's index is none of the job's business.
     assert load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, **values}).shard is None
+
+
+def test_fleet_upgrade_needs_a_targets_file_and_its_flags_are_its_own(db, tmp_path) -> None:
+    alone = run_job("fleet-upgrade", env=job_env(db.url))
+    assert alone.code == 2 and "needs MIGRATE_TARGETS_FILE" in alone.final["message"]
+    path = targets_file(tmp_path / "targets.json", [{"name": "a", "url": db.url}])
+    flag = run_job("upgrade", "--targets-file", str(path), env=job_env(db.url))
+    assert flag.code == 2 and "applies to fleet-upgrade only" in flag.final["message"]
+    by_flag = run_job(
+        "fleet-upgrade", "--targets-file", str(path), "--parallel", "1", env=job_env()
+    )
+    assert by_flag.code == 0, by_flag.stdout
+    assert by_flag.one("fleet_started")["parallel"] == 1
+    assert db.version() == [HEAD]
