@@ -54,7 +54,16 @@ def migrate_target(job: Job, target: Target, log: Log, children: Children) -> Re
             return _finished(log, target.name, started, {"applied": 0, **_revisions(own)})
     except BaseException as error:  # each target's failure is its own report
         return _failed(log, target.name, started, _failure(error))
-    child = children.start(target.name, lambda: _spawn(own.request.revision or "head", settings))
+    try:
+        return _in_child(own, target, log, children, started)
+    except Exception as error:  # the OS refused a process or a pipe: this target's failure
+        return _failed(log, target.name, started, _failure(error))
+
+
+def _in_child(own: Job, target: Target, log: Log, children: Children, started: float) -> Result:
+    """`upgrade` for this target in a process of its own; its final event becomes ours."""
+    revision = own.request.revision or "head"
+    child = children.start(target.name, lambda: _spawn(revision, own.settings))
     if child is None:
         log.info("target_skipped", reason="the fleet is stopping")
         return Result(target.name, SKIPPED)
