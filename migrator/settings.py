@@ -131,12 +131,13 @@ def load_settings(
     def number(name: str, low: int, high: int) -> int:
         return _whole(get(name), given.get(name, name), low, high)
 
-    targets = _targets(values, given)
+    database = database_from(values, flags=given)
+    targets = _targets(values, given, database)
     log_format = choice("MIGRATE_LOG_FORMAT", LOG_FORMATS)
     if log_format == "auto":
         log_format = "console" if stdout_is_tty else "json"
     return Settings(
-        database=database_from(values, flags=given),
+        database=database,
         alembic_config=_alembic_config(
             get("ALEMBIC_CONFIG"), given.get("ALEMBIC_CONFIG", "ALEMBIC_CONFIG")
         ),
@@ -162,14 +163,16 @@ def load_settings(
     )
 
 
-def _targets(values: Mapping[str, str], given: Mapping[str, str]) -> tuple[Target, ...] | None:
+def _targets(
+    values: Mapping[str, str], given: Mapping[str, str], database: DatabaseURL | None
+) -> tuple[Target, ...] | None:
     """fleet-upgrade's targets, from MIGRATE_TARGETS_FILE; None when it is not set."""
     path = _value(values, "MIGRATE_TARGETS_FILE")
     if path is None:
         return None
     from migrator.fleet.targets import load_targets
 
-    return load_targets(path, given.get("MIGRATE_TARGETS_FILE", "MIGRATE_TARGETS_FILE"))
+    return load_targets(path, given.get("MIGRATE_TARGETS_FILE", "MIGRATE_TARGETS_FILE"), database)
 
 
 def _shard(values: Mapping[str, str], given: Mapping[str, str]) -> Shard:

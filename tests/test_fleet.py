@@ -246,8 +246,19 @@ SECRET = "Pa55-in-the-file"
         ([{"name": "b c", "url": f"postgresql://u:{SECRET}@h/a"}], "target 1: name must be"),
         ([{"name": "a", "url": f"oracle://u:{SECRET}@h/a"}], "target 1 (a)"),
         ({"name": "a"}, "non-empty JSON list"),
+        ([{"name": "a", "schema": "tenant_a"}], "target 1 (a): a schema target needs DATABASE_URL"),
+        ([{"name": "a", "schema": "Tenant-A"}], "target 1 (a): schema must be a plain lowercase"),
     ],
-    ids=["duplicate", "url-and-file", "unknown-key", "bad-name", "bad-scheme", "not-a-list"],
+    ids=[
+        "duplicate",
+        "url-and-file",
+        "unknown-key",
+        "bad-name",
+        "bad-scheme",
+        "not-a-list",
+        "schema-without-database",
+        "bad-schema",
+    ],
 )
 def test_a_bad_targets_file_exits_2_naming_the_entry_not_the_password(
     tmp_path, entries, says
@@ -355,3 +366,49 @@ def test_fleet_upgrade_needs_a_targets_file_and_its_flags_are_its_own(db, tmp_pa
     assert by_flag.code == 0, by_flag.stdout
     assert by_flag.one("fleet_started")["parallel"] == 1
     assert db.version() == [HEAD]
+
+
+def schema_tables(db: Database, schema: str) -> set[str]:
+    rows = db.query("SELECT tablename FROM pg_tables WHERE schemaname = %s", schema)
+    return {row[0] for row in rows}
+
+
+def test_schema_targets_each_get_their_own_version_table_and_lock(cluster, tmp_path) -> None:
+    db = Database(cluster, cluster.create_database())
+    schemas = [f"tenant_{i}" for i in range(6)]
+    for schema in schemas[:-1]:  # the last one is not there yet
+        db.query(f"CREATE SCHEMA {schema}")
+    db.query("CREATE TABLE tenant_2.accounts (id integer)")  # drift in one tenant
+    other = Database(cluster, cluster.create_database())
+    entries = [{"name": schema, "schema": schema} for schema in schemas]
+    entries.append({"name": "own-database", "url": other.url})
+    path = targets_file(tmp_path / "targets.json", entries)
+    env = {**fleet_env(path, MIGRATE_PARALLEL="7"), "DATABASE_URL": db.url}
+
+    result = run_job("fleet-upgrade", env=env, timeout=180)
+
+    assert result.code == 9, result.stdout[-3000:]
+    failed = by_target(result, "target_failed")
+    assert {name: e["exit_code"] for name, e in failed.items()} == {"tenant_2": 5, "tenant_5": 2}
+    assert "does not exist" in failed["tenant_5"]["message"]
+    for schema in ("tenant_0", "tenant_1", "tenant_3", "tenant_4"):
+        assert {"alembic_version", "accounts", "tasks"} <= schema_tables(db, schema), schema
+        rows = db.query(f"SELECT version_num FROM {schema}.alembic_version")
+        assert rows == [(HEAD,)]
+    assert schema_tables(db, "public") == set()  # nothing landed beside the tenants
+    assert other.version() == [HEAD]
+    # One lock per schema: the tenants of one database never waited for each other.
+    locks = {e["target"]: e["lock"] for e in result.named("lock_acquired")}
+    assert locks["tenant_0"] == "alembic:tenant_0.alembic_version"
+    assert len(set(locks.values())) == len(locks) == 6
+    assert not result.named("lock_waiting")
+    assert db.advisory_locks() == 0
+
+    db.query("DROP TABLE tenant_2.accounts")
+    db.query("CREATE SCHEMA tenant_5")
+    rerun = run_job("fleet-upgrade", env=env, timeout=180)
+    assert rerun.code == 0, rerun.stdout[-3000:]
+    summary = rerun.one("fleet_finished")
+    assert (summary["migrated"], summary["at_head"]) == (2, 5)
+    assert {e["target"] for e in rerun.named("target_job_started")} == {"tenant_2", "tenant_5"}
+    assert_secret_kept(rerun, cluster.password)

@@ -66,6 +66,13 @@ def fleet_upgrade(job: Job) -> None:
             "fleet-upgrade needs MIGRATE_TARGETS_FILE (--targets-file): a JSON list of "
             '{"name": ..., "url": ...} or {"name": ..., "url_file": ...}'
         )
+    if job.ini.version_table_schema and any(t.schema for t in settings.targets):
+        # Every schema target's version table would be that one table.
+        raise ConfigError(
+            f"alembic.ini sets version_table_schema = {job.ini.version_table_schema}, and the "
+            "targets file has schema targets: each needs its version table in its own schema; "
+            "remove the setting (the job sets each target's search_path)"
+        )
     started = time.monotonic()
     revision = job.request.revision or "head"
     shard = settings.shard or Shard()

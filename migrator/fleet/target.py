@@ -22,9 +22,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from migrator.commands import Job
+from migrator.backends import VersionTable
+from migrator.commands import Job, connected
 from migrator.commands.migrate import at_head
-from migrator.errors import Interrupted, MigrateError, exit_code_for
+from migrator.errors import ConfigError, Interrupted, MigrateError, exit_code_for
 from migrator.fleet.schedule import AT_HEAD, FAILED, MIGRATED, SKIPPED, Children, Result
 from migrator.fleet.targets import Target
 from migrator.logs import Log
@@ -47,11 +48,15 @@ def migrate_target(job: Job, target: Target, log: Log, children: Children) -> Re
     """Migrate `target` as `job` (the fleet's) asks; every outcome is a Result, never a raise."""
     started = time.monotonic()
     log.info("target_started", database=target.database.redacted)
-    settings = job.settings._replace(database=target.database, targets=None, shard=None)
+    settings = job.settings._replace(
+        database=target.database, targets=None, shard=None, lock_name=lock_name(job, target)
+    )
     own = job.for_database(settings, log)
     try:
         if at_head(own):
             return _finished(log, target.name, started, {"applied": 0, **_revisions(own)})
+        if target.schema is not None:
+            _require_schema(own, target.schema)
     except BaseException as error:  # each target's failure is its own report
         return _failed(log, target.name, started, _failure(error))
     try:
@@ -83,6 +88,34 @@ def _in_child(own: Job, target: Target, log: Log, children: Children, started: f
     if final["exit_code"] == 0:
         return _finished(log, target.name, started, final)
     return _failed(log, target.name, started, final)
+
+
+def lock_name(job: Job, target: Target) -> str | None:
+    """The target's migration lock: the one a single run on its database takes. Advisory locks
+    belong to one database, so a database target needs no more; schema targets share one
+    database, so theirs names the schema, as `version_table_schema` would."""
+    if target.schema is None:
+        return job.settings.lock_name
+    if job.settings.lock_name:
+        return f"{job.settings.lock_name}:{target.schema}"
+    return VersionTable(job.ini.versions.name, target.schema).lock_name
+
+
+def _require_schema(job: Job, schema: str) -> None:
+    """A schema target's schema must be there: the job never creates what it was not asked to
+    (and without it PostgreSQL has no schema to create the version table in)."""
+    with connected(job) as raw:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("SELECT to_regnamespace(%s) IS NOT NULL", (schema,))
+            exists = bool(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+    if not exists:
+        raise ConfigError(
+            f"schema {schema!r} does not exist in the database: create it (and grant it to the "
+            "job's role) before migrating it"
+        )
 
 
 def _revisions(job: Job) -> dict[str, Any]:
