@@ -64,7 +64,8 @@ def fleet_upgrade(job: Job) -> None:
     if settings.targets is None:
         raise ConfigError(
             "fleet-upgrade needs MIGRATE_TARGETS_FILE (--targets-file): a JSON list of "
-            '{"name": ..., "url": ...} or {"name": ..., "url_file": ...}'
+            '{"name": ..., "url": ...}, {"name": ..., "url_file": ...} or '
+            '{"name": ..., "schema": ...}'
         )
     if job.ini.version_table_schema and any(t.schema for t in settings.targets):
         # Every schema target's version table would be that one table.
