@@ -785,6 +785,11 @@ def test_fleet_mode_is_an_indexed_job_with_one_shard_per_index(chart) -> None:
     assert "(fleet-upgrade head)" in notes
 
 
+def test_fleet_mode_passes_the_database_on_for_schema_targets(chart) -> None:
+    env = env_of(container(only(render(chart, merged(FLEET, EXISTING)), "Job")))
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "app-database", "key": "url"}}
+
+
 def test_fleet_mode_runs_fleet_upgrade_or_refuses(chart) -> None:
     upgrade = merged(FLEET, {"args": ["upgrade", "4d5e6f7a8b93"]})
     assert container(only(render(chart, upgrade), "Job"))["args"] == [
