@@ -174,12 +174,18 @@ class Log:
     def stream(self) -> TextIO:
         return self._stream
 
-    def bind(self, stream: TextIO | None = None, **fields: Any) -> Log:
-        """The same log with `fields` in every event, written to `stream` if given."""
+    def bind(
+        self,
+        stream: TextIO | None = None,
+        secrets: tuple[str, ...] | None = None,
+        **fields: Any,
+    ) -> Log:
+        """The same log with `fields` in every event, written to `stream` and masking
+        `secrets` instead if given."""
         return Log(
             fmt=self._fmt,
             level=self._level,
-            secrets=self._secrets,
+            secrets=self._secrets if secrets is None else secrets,
             stream=stream or self._stream,
             name=self._name,
             bound={**self._bound, **fields},

@@ -28,6 +28,8 @@ from migrator.fleet.schedule import (
 )
 from migrator.fleet.sharding import Shard, select
 from migrator.fleet.target import migrate_target
+from migrator.fleet.targets import Target
+from migrator.logs import Log
 
 # How many failed targets the final message names; all of them are in `fleet_finished`.
 NAMED_IN_MESSAGE = 10
@@ -98,7 +100,7 @@ def fleet_upgrade(job: Job) -> None:
     try:
         results, stopped = run_targets(
             mine,
-            lambda target: migrate_target(job, target, log.bind(target=target.name), children),
+            lambda target: migrate_target(job, target, _target_log(log, job, target), children),
             plan,
             children,
         )
@@ -114,6 +116,16 @@ def fleet_upgrade(job: Job) -> None:
     failed = summary["failed_targets"]
     if failed:
         raise TargetsFailed(_message(failed, len(results)), failed_targets=failed)
+
+
+def _target_log(log: Log, job: Job, target: Target) -> Log:
+    """A target's log: its events carry its name, and mask its own password (and
+    DATABASE_URL's). Only its own: its events come from its own connection and its own child,
+    which know no other, and checking every line against every target's password would make
+    each line cost more the larger the fleet."""
+    database = job.settings.database
+    own = (*(database.secrets if database else ()), *target.database.secrets)
+    return log.bind(target=target.name, secrets=own)
 
 
 def _summary(results: list[Result], interrupted: bool, seconds: float) -> dict[str, Any]:
