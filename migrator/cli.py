@@ -12,7 +12,7 @@ from migrator import __version__, interrupts
 from migrator.job import COMMANDS, Outcome, Request
 from migrator.logs import Log
 from migrator.report import report
-from migrator.settings import OPTIONS, Settings, load_settings, termination_log
+from migrator.settings import COMPLETION_INDEX, OPTIONS, Settings, load_settings, termination_log
 from migrator.urls import password_candidates
 
 
@@ -53,6 +53,7 @@ def _plain_request(argv: Sequence[str]) -> Request | None:
 
 def _settings(arguments: dict[str, Any], environ: Mapping[str, str]) -> Settings:
     values = {option.env: environ.get(option.env, "") for option in OPTIONS}
+    values[COMPLETION_INDEX] = environ.get(COMPLETION_INDEX, "")  # a fleet's default shard
     values.update(arguments)
     flags = {option.env: option.flag for option in OPTIONS if option.env in arguments}
     return load_settings(values, stdout_is_tty=sys.stdout.isatty(), flags=flags)

@@ -17,7 +17,9 @@
     │   ├── MigrationFailed           5  the revision raised
     │   └── DDLTimeout                6  lock_timeout / statement_timeout fired (retries exhausted)
     ├── NotUpToDate                   7  a verdict: `check` differs, `await-head` timed out
-    └── LintFindings                  8  a verdict: `lint` found problems in the revisions
+    ├── LintFindings                  8  a verdict: `lint` found problems in the revisions
+    └── TargetsFailed                 9  a verdict: some of a fleet's targets failed (each
+                                         target's own code is in its `target_failed` event)
     Interrupted (BaseException)     130 / 143  SIGINT / SIGTERM
 
 `RevisionError` keeps its name, though Alembic has one too: the class name is the `error` field
@@ -45,6 +47,7 @@ class ExitCode(enum.IntEnum):
     DDL_TIMEOUT = 6
     NOT_UP_TO_DATE = 7
     LINT_FINDINGS = 8
+    TARGETS_FAILED = 9
     SIGINT = 128 + signal.SIGINT
     SIGTERM = 128 + signal.SIGTERM
 
@@ -123,6 +126,10 @@ class LintFindings(MigrateError):
     """`lint` found revisions that would lock tables or break running pods."""
 
 
+class TargetsFailed(MigrateError):
+    """`fleet-upgrade`: some targets failed; the others were migrated (or were at head)."""
+
+
 class Interrupted(BaseException):
     """A termination signal arrived; unwinding rolls back and releases the lock."""
 
@@ -145,6 +152,7 @@ EXIT_CODES: dict[type[BaseException], ExitCode] = {
     DDLTimeout: ExitCode.DDL_TIMEOUT,
     NotUpToDate: ExitCode.NOT_UP_TO_DATE,
     LintFindings: ExitCode.LINT_FINDINGS,
+    TargetsFailed: ExitCode.TARGETS_FAILED,
 }
 
 

@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from migrator.settings import FLEET_OPTIONS
+
 UNKNOWN = "unknown"  # revisions_after when the database could not be read on the way out
 
 
@@ -87,6 +89,14 @@ COMMANDS: Mapping[str, Command] = {
             "resolve",
             "clear a half-applied revision's record (MySQL) once the schema is repaired",
             "migrator.commands.resolve:resolve",
+        ),
+        Command(
+            "fleet-upgrade",
+            "upgrade every target of MIGRATE_TARGETS_FILE in this shard (exit 9 if any failed)",
+            "migrator.commands.fleet:fleet_upgrade",
+            revision="optional",
+            default="head",
+            options=FLEET_OPTIONS,
         ),
         Command("current", "report the database's revision", "migrator.commands.inspect:current"),
         Command("heads", "report the scripts' head revisions", "migrator.commands.inspect:heads"),

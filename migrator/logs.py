@@ -162,11 +162,34 @@ class Log:
         secrets: tuple[str, ...] = (),
         stream: TextIO | None = None,
         name: str = "migrator",
+        bound: Mapping[str, Any] | None = None,
     ) -> None:
         self._fmt, self._level, self._secrets = fmt, level, secrets
         self._stream = stream or sys.stdout
         self._name = name
         self._chain = [*_enrich(secrets), *_render(fmt, self._stream)]
+        self._bound = dict(bound or {})  # in every event (a fleet's `target`)
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream
+
+    def bind(
+        self,
+        stream: TextIO | None = None,
+        secrets: tuple[str, ...] | None = None,
+        **fields: Any,
+    ) -> Log:
+        """The same log with `fields` in every event, written to `stream` and masking
+        `secrets` instead if given."""
+        return Log(
+            fmt=self._fmt,
+            level=self._level,
+            secrets=self._secrets if secrets is None else secrets,
+            stream=stream or self._stream,
+            name=self._name,
+            bound={**self._bound, **fields},
+        )
 
     def debug(self, event: str, **fields: Any) -> None:
         self._emit("debug", event, fields)
@@ -183,7 +206,13 @@ class Log:
     def _emit(self, level: str, event: str, fields: EventDict) -> None:
         if LEVELS[level] < LEVELS[self._level]:
             return
-        rendered: Any = {**fields, "event": event, "level": level, "logger": self._name}
+        rendered: Any = {
+            **self._bound,
+            **fields,
+            "event": event,
+            "level": level,
+            "logger": self._name,
+        }
         for processor in self._chain:
             rendered = processor(None, level, rendered)
         self._stream.write(f"{rendered}\n")

@@ -6,11 +6,15 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 from migrator.errors import ConfigError
 from migrator.urls import QUERY_SECRET, DatabaseURL, parse_database_url
+
+if TYPE_CHECKING:  # loaded only for a fleet: a run with nothing to do never needs them
+    from migrator.fleet.sharding import Shard
+    from migrator.fleet.targets import Target
 
 # Paths are plain strings on the path a run with nothing to do takes: pathlib costs ~2.5 ms there.
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -20,6 +24,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 HISTORY_MODES = ("on", "off")
 VERIFY_MODES = ("warn", "strict")
 AHEAD_MODES = ("accept", "error")
+ON_ERROR = ("continue", "stop")
+# The variables only fleet-upgrade reads (and whose flags only it accepts).
+FLEET_OPTIONS = (
+    "MIGRATE_TARGETS_FILE",
+    "MIGRATE_PARALLEL",
+    "MIGRATE_ON_ERROR",
+    "MIGRATE_CANARY",
+    "MIGRATE_SHARD_INDEX",
+    "MIGRATE_SHARD_COUNT",
+)
+# Kubernetes sets it in each pod of an Indexed Job: the default of MIGRATE_SHARD_INDEX.
+COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
 
 
 class Option(NamedTuple):
@@ -52,6 +68,14 @@ OPTIONS = (
     Option(
         "MIGRATE_DATABASE_AHEAD", "--database-ahead", "accept or error: database ahead", "accept"
     ),
+    Option("MIGRATE_TARGETS_FILE", "--targets-file", "fleet-upgrade: JSON file of targets"),
+    Option("MIGRATE_PARALLEL", "--parallel", "fleet-upgrade: targets at once", "4"),
+    Option("MIGRATE_ON_ERROR", "--on-error", "fleet-upgrade: continue or stop", "continue"),
+    Option("MIGRATE_CANARY", "--canary", "fleet-upgrade: the first K targets first", "0"),
+    Option(
+        "MIGRATE_SHARD_INDEX", "--shard-index", f"fleet-upgrade: this shard (or {COMPLETION_INDEX})"
+    ),
+    Option("MIGRATE_SHARD_COUNT", "--shard-count", "fleet-upgrade: how many shards"),
 )
 
 
@@ -72,10 +96,18 @@ class Settings(NamedTuple):
     history: str = "on"  # record runs and lineage in the migrate_job schema (history.py), or off
     verify: str = "warn"  # an applied revision file edited since: warn, or strict (exit 2)
     database_ahead: str = "accept"  # a database proven ahead of the image: accept, or error
+    # fleet-upgrade: None unless MIGRATE_TARGETS_FILE is set.
+    targets: tuple[Target, ...] | None = None
+    parallel: int = 4
+    on_error: str = "continue"
+    canary: int = 0
+    shard: Shard | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return self.database.secrets if self.database else ()
+        own = self.database.secrets if self.database else ()
+        fleet = [secret for target in self.targets or () for secret in target.database.secrets]
+        return (*own, *fleet)
 
     def require_database(self) -> DatabaseURL:
         if self.database is None:
@@ -107,11 +139,16 @@ def load_settings(
     def choice(name: str, allowed: tuple[str, ...]) -> str:
         return _choice(get(name), given.get(name, name), allowed)
 
+    def number(name: str, low: int, high: int) -> int:
+        return _whole(get(name), given.get(name, name), low, high)
+
+    database = database_from(values, flags=given)
+    targets = _targets(values, given, database)
     log_format = choice("MIGRATE_LOG_FORMAT", LOG_FORMATS)
     if log_format == "auto":
         log_format = "console" if stdout_is_tty else "json"
     return Settings(
-        database=database_from(values, flags=given),
+        database=database,
         alembic_config=_alembic_config(
             get("ALEMBIC_CONFIG"), given.get("ALEMBIC_CONFIG", "ALEMBIC_CONFIG")
         ),
@@ -131,7 +168,57 @@ def load_settings(
         history=choice("MIGRATE_HISTORY", HISTORY_MODES),
         verify=choice("MIGRATE_VERIFY", VERIFY_MODES),
         database_ahead=choice("MIGRATE_DATABASE_AHEAD", AHEAD_MODES),
+        targets=targets,
+        parallel=number("MIGRATE_PARALLEL", 1, 100),
+        on_error=choice("MIGRATE_ON_ERROR", ON_ERROR),
+        canary=number("MIGRATE_CANARY", 0, 100000),
+        # Only a fleet is split, and only its settings may refuse JOB_COMPLETION_INDEX.
+        shard=_shard(values, given) if targets is not None else None,
     )
+
+
+def _targets(
+    values: Mapping[str, str], given: Mapping[str, str], database: DatabaseURL | None
+) -> tuple[Target, ...] | None:
+    """fleet-upgrade's targets, from MIGRATE_TARGETS_FILE; None when it is not set."""
+    path = _value(values, "MIGRATE_TARGETS_FILE")
+    if path is None:
+        return None
+    from migrator.fleet.targets import load_targets
+
+    return load_targets(path, given.get("MIGRATE_TARGETS_FILE", "MIGRATE_TARGETS_FILE"), database)
+
+
+def _shard(values: Mapping[str, str], given: Mapping[str, str]) -> Shard:
+    """This pod's share of the targets: both the index and the count, or neither (all)."""
+    from migrator.fleet.sharding import Shard
+
+    count_name = given.get("MIGRATE_SHARD_COUNT", "MIGRATE_SHARD_COUNT")
+    index_name = given.get("MIGRATE_SHARD_INDEX", "MIGRATE_SHARD_INDEX")
+    raw_count, raw_index = (
+        _value(values, "MIGRATE_SHARD_COUNT"),
+        _value(values, "MIGRATE_SHARD_INDEX"),
+    )
+    if raw_index is None and values.get(COMPLETION_INDEX, "").strip():
+        index_name, raw_index = COMPLETION_INDEX, values[COMPLETION_INDEX].strip()
+    if raw_index is None and raw_count is None:
+        return Shard()
+    if raw_count is None:
+        # Guessing a count would run one pod's share in another, or none at all.
+        raise ConfigError(
+            f"{_shown(index_name, raw_index)} is set but MIGRATE_SHARD_COUNT is not: set it to "
+            "the Job's completions (the chart does)"
+        )
+    count = _whole(raw_count, count_name, 1, 100000)
+    if raw_index is None:
+        raise ConfigError(
+            f"{_shown(count_name, raw_count)} is set but no shard index: set "
+            f"MIGRATE_SHARD_INDEX (an Indexed Job sets {COMPLETION_INDEX})"
+        )
+    index = _whole(raw_index, index_name, 0, 99999)
+    if index >= count:
+        raise ConfigError(f"{_shown(index_name, raw_index)} must be below the shard count {count}")
+    return Shard(number=index, total=count)
 
 
 _DEFAULTS = {option.env: option.default for option in OPTIONS}
@@ -162,6 +249,12 @@ def _seconds(raw: str | None, name: str, *, positive: bool = False) -> float:
 def _count(raw: str | None, name: str) -> int:
     if not re.fullmatch(r"[0-9]{1,3}", raw or "") or int(raw or "") > 100:
         raise ConfigError(f"{_shown(name, raw)} must be a whole number from 0 to 100")
+    return int(raw or "")
+
+
+def _whole(raw: str | None, name: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"[0-9]{1,6}", raw or "") or not low <= int(raw or "") <= high:
+        raise ConfigError(f"{_shown(name, raw)} must be a whole number from {low} to {high}")
     return int(raw or "")
 
 

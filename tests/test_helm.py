@@ -24,7 +24,8 @@ import yaml
 
 from migrator.cli import parse
 from migrator.errors import ConfigError
-from migrator.settings import LOG_FORMATS, LOG_LEVELS, OPTIONS, load_settings
+from migrator.fleet.sharding import Shard
+from migrator.settings import LOG_FORMATS, LOG_LEVELS, ON_ERROR, OPTIONS, load_settings
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "migrate-job"
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -100,7 +101,7 @@ def job_name(chart: helm_python.Chart, values: dict[str, Any]) -> str:
 
 
 def test_the_shared_value_sets_are_there() -> None:
-    assert set(VALUE_SETS) >= {"default", "url-secret", "plain", "everything"}
+    assert set(VALUE_SETS) >= {"default", "url-secret", "plain", "everything", "fleet"}
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -642,6 +643,12 @@ CHART_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
     "MIGRATE_HISTORY": ("runner.history", "off", "history"),
     "MIGRATE_VERIFY": ("runner.verify", "strict", "verify"),
     "MIGRATE_DATABASE_AHEAD": ("runner.databaseAhead", "error", "database_ahead"),
+    # Fleet mode (fleet.enabled): the targets file is a mounted Secret, as DATABASE_URL_FILE is.
+    "MIGRATE_TARGETS_FILE": ("fleet.targetsSecret.name", "tenant-databases", None),
+    "MIGRATE_PARALLEL": ("fleet.parallel", 7, "parallel"),
+    "MIGRATE_ON_ERROR": ("fleet.onError", "stop", "on_error"),
+    "MIGRATE_CANARY": ("fleet.canary", 3, "canary"),
+    "MIGRATE_SHARD_COUNT": ("fleet.shards", 5, None),  # settings.shard, checked below
 }
 
 
@@ -653,8 +660,13 @@ def values_at(path: str, value: Any) -> dict[str, Any]:
     return values
 
 
+# Kubernetes sets JOB_COMPLETION_INDEX in each pod of an Indexed Job, MIGRATE_SHARD_INDEX's
+# default: the chart must not set the variable itself (one value for every pod).
+NOT_SET_BY_THE_CHART = {"MIGRATE_SHARD_INDEX"}
+
+
 def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
-    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS}
+    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS} - NOT_SET_BY_THE_CHART
     schema = helm_python.Chart.load(CHART_DIR).schema
     runner_values = {f"runner.{key}" for key in schema["properties"]["runner"]["properties"]}
     paths = {path for path, _, _ in CHART_OPTIONS.values()}
@@ -672,16 +684,23 @@ def test_extra_env_may_shadow_no_option_the_chart_sets(chart, env) -> None:
 def test_every_value_reaches_the_runner_as_the_runner_reads_it(chart, tmp_path) -> None:
     values = merged(
         *(values_at(path, sample) for path, sample, _ in CHART_OPTIONS.values()),
-        {"useHelmHooks": False, "activeDeadlineSeconds": None},
+        {"useHelmHooks": False, "activeDeadlineSeconds": None, "fleet": {"enabled": True}},
     )
     chart.validate_schema(values)
     env = env_of(container(only(render(chart, values), "Job")))
     assert env.pop("DATABASE_URL_FILE").endswith("/url")
     assert env.pop("DATABASE_PASSWORD_FILE").endswith("/password")
+    assert env.pop("MIGRATE_TARGETS_FILE").endswith("/targets.json")
+    assert not NOT_SET_BY_THE_CHART & set(env)
     url = tmp_path / "url"
     url.write_text(f"sqlite:///{tmp_path / 'x.db'}")
     env["DATABASE_URL_FILE"] = str(url)  # the file the Secret would be mounted as
-    _, settings = parse(["upgrade"], env)
+    targets = tmp_path / "targets.json"
+    targets.write_text('[{"name": "a", "url": "postgresql://u@h/a"}]')
+    env["MIGRATE_TARGETS_FILE"] = str(targets)
+    env["JOB_COMPLETION_INDEX"] = "4"  # what Kubernetes sets in the last of the 5 pods
+    _, settings = parse(["fleet-upgrade"], env)
+    assert settings.shard == Shard(4, 5)
     # The init container takes no mounted files (see its own test): the URL from the Secret.
     gate = merged(EXISTING, values_at(*CHART_OPTIONS["MIGRATE_AWAIT_TIMEOUT"][:2]))
     _, init, _ = init_container_and_job(umbrella(tmp_path), {"migrate-job": gate})
@@ -705,6 +724,9 @@ NUMBERS = [-1, 0, 0.001, 2.5, 100, 101, 1000000, 1234567.5]
         ("MIGRATE_DDL_LOCK_TIMEOUT", NUMBERS),
         ("MIGRATE_STATEMENT_TIMEOUT", NUMBERS),
         ("MIGRATE_DDL_RETRIES", NUMBERS),
+        ("MIGRATE_PARALLEL", NUMBERS),
+        ("MIGRATE_CANARY", NUMBERS),
+        ("MIGRATE_ON_ERROR", [*ON_ERROR, "halt"]),
         ("MIGRATE_LOG_FORMAT", [*LOG_FORMATS, "xml"]),
         ("MIGRATE_LOG_LEVEL", [*LOG_LEVELS, "loud"]),
     ],
@@ -733,3 +755,56 @@ def test_the_root_readme_init_container_asks_for_the_chart_resources(chart) -> N
     chart_resources = chart.values["resources"]
     assert init["resources"]["requests"] == chart_resources["requests"]
     assert init["resources"]["limits"]["memory"] == chart_resources["limits"]["memory"]
+
+
+# ---------------------------------------------------------------- fleet mode
+
+FLEET = {"fleet": {"enabled": True, "targetsSecret": {"name": "tenant-databases"}, "shards": 4}}
+
+
+def test_fleet_mode_is_an_indexed_job_with_one_shard_per_index(chart) -> None:
+    job = only(render(chart, FLEET), "Job")
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 1)
+    assert spec["backoffLimitPerIndex"] == 2
+    assert "backoffLimit" not in spec and "maxFailedIndexes" not in spec
+    assert "activeDeadlineSeconds" not in spec  # a fleet's duration grows with its targets
+    assert spec["podFailurePolicy"]["rules"][0] == {
+        "action": "FailIndex",
+        "onExitCodes": {"containerName": "migrate", "operator": "In", "values": [2, 5]},
+    }
+    migrate = container(job)
+    assert migrate["args"] == ["fleet-upgrade", "head"]
+    env = env_of(migrate)
+    assert env["MIGRATE_SHARD_COUNT"] == "4"
+    assert "DATABASE_URL" not in env and "MIGRATE_SHARD_INDEX" not in env
+    (volume,) = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == "tenant-databases"
+    assert volume["secret"]["items"] == [{"key": "targets.json", "path": "targets.json"}]
+    (mount,) = migrate["volumeMounts"]
+    assert env["MIGRATE_TARGETS_FILE"] == f"{mount['mountPath']}/targets.json"
+    notes = render_files(chart, FLEET)["migrate-job/templates/NOTES.txt"]
+    assert re.search(r"^  9 ", notes, re.MULTILINE)
+    assert "(fleet-upgrade head)" in notes
+
+
+def test_fleet_mode_passes_the_database_on_for_schema_targets(chart) -> None:
+    env = env_of(container(only(render(chart, merged(FLEET, EXISTING)), "Job")))
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "app-database", "key": "url"}}
+
+
+def test_fleet_mode_runs_fleet_upgrade_or_refuses(chart) -> None:
+    upgrade = merged(FLEET, {"args": ["upgrade", "4d5e6f7a8b93"]})
+    assert container(only(render(chart, upgrade), "Job"))["args"] == [
+        "fleet-upgrade",
+        "4d5e6f7a8b93",
+    ]
+    with pytest.raises(helm_python.HelmRenderError, match="fleet mode runs fleet-upgrade"):
+        render(chart, merged(FLEET, {"args": ["downgrade", "-1"]}))
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape("fleet.targetsSecret.name")):
+        render(chart, {"fleet": {"enabled": True}})
+
+
+def test_the_await_head_gate_refuses_fleet_mode(tmp_path) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="fleet mode has many"):
+        render(umbrella(tmp_path), {"migrate-job": FLEET})

@@ -34,6 +34,15 @@ class Job:
     def __init__(self, request: Request, settings: Settings, log: Log, outcome: Outcome) -> None:
         self.request, self.settings, self.log, self.outcome = request, settings, log, outcome
 
+    def for_database(self, settings: Settings, log: Log) -> Job:
+        """The same command on another database of the same project (a fleet's target): the
+        project's facts read so far are shared, the database's are its own."""
+        job = Job(self.request, settings, log, Outcome(self.request.command))
+        for fact in ("ini", "known_heads"):  # cached_property keeps its value in __dict__
+            if fact in self.__dict__:
+                job.__dict__[fact] = self.__dict__[fact]
+        return job
+
     @cached_property
     def ini(self) -> AlembicIni:
         return AlembicIni.read(self.settings.alembic_config)

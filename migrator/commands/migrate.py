@@ -51,8 +51,24 @@ def stamp(job: Job) -> None:
     _change(job, "stamp")
 
 
+def at_head(job: Job) -> bool:
+    """`upgrade`'s fast path alone: whether the database is already at the recorded head (one
+    connection, one query, the driver alone; then `nothing_to_do` is logged, as upgrade does).
+    False when that cannot be told so cheaply: then only `upgrade` itself can say."""
+    if not job.targets_recorded_head(job.request.revision or "head"):
+        return False
+    with connected(job) as raw:
+        return _finish_if_done(job, raw)
+
+
 def _change(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
+    if job.settings.targets is not None:
+        # Whoever set it meant the fleet: changing DATABASE_URL alone would be a guess.
+        raise ConfigError(
+            f"MIGRATE_TARGETS_FILE is set: {kind} changes one database (DATABASE_URL); "
+            "run fleet-upgrade to migrate the targets, or unset it"
+        )
     if job.request.sql:
         write_sql(job, kind, target)
         return

@@ -143,7 +143,12 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- if and $db.existingSecret $db.url }}
 {{- fail "migrate-job: set either database.existingSecret or database.url, not both" }}
 {{- end }}
-{{- if not (or $db.existingSecret $db.url) }}
+{{- if .Values.fleet.enabled }}
+{{- if not .Values.fleet.targetsSecret.name }}
+{{- fail "migrate-job: fleet.enabled needs fleet.targetsSecret.name, the Secret holding the targets file" }}
+{{- end }}
+{{- $_ := include "migrate-job.args" . }}
+{{- else if not (or $db.existingSecret $db.url) }}
 {{- fail "migrate-job: no database credentials: set database.existingSecret (recommended) or database.url" }}
 {{- end }}
 {{- $minimum := add (ceil .Values.runner.waitTimeout | int) (ceil .Values.runner.lockTimeout | int) }}
@@ -152,7 +157,7 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- fail (printf "migrate-job: activeDeadlineSeconds (%d) must be larger than runner.waitTimeout + runner.lockTimeout (%d), or the Job is killed while the runner still waits" (int .Values.activeDeadlineSeconds) $minimum) }}
 {{- end }}
 {{- end }}
-{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" "MIGRATE_HISTORY" "MIGRATE_VERIFY" "MIGRATE_DATABASE_AHEAD" }}
+{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" "MIGRATE_HISTORY" "MIGRATE_VERIFY" "MIGRATE_DATABASE_AHEAD" "MIGRATE_TARGETS_FILE" "MIGRATE_PARALLEL" "MIGRATE_ON_ERROR" "MIGRATE_CANARY" "MIGRATE_SHARD_INDEX" "MIGRATE_SHARD_COUNT" }}
 {{- range .Values.extraEnv }}
 {{- if has .name $managed }}
 {{- fail (printf "migrate-job: extraEnv sets %s, which the chart sets from its own values (see the chart README)" .name) }}
@@ -171,7 +176,8 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- end }}
 
 {{/*
-Non-retryable exit codes fail the Job at once; everything else counts against backoffLimit.
+Non-retryable exit codes fail the Job at once (in fleet mode the index: the other shards go
+on); everything else counts against backoffLimit (backoffLimitPerIndex).
 The API wants the codes sorted and unique.
 */}}
 {{- define "migrate-job.podFailurePolicy" -}}
@@ -188,7 +194,7 @@ The API wants the codes sorted and unique.
 {{- if or $sorted .Values.podFailurePolicy.ignoreDisruptions }}
 rules:
   {{- if $sorted }}
-  - action: FailJob
+  - action: {{ if .Values.fleet.enabled }}FailIndex{{ else }}FailJob{{ end }}
     onExitCodes:
       containerName: migrate
       operator: In
@@ -241,10 +247,45 @@ rules:
 {{- end }}
 {{- end }}
 
-{{/* The Job spec; its sha256 names the Job in plain mode. */}}
+{{/*
+The container's args. Fleet mode runs fleet-upgrade: `upgrade REV ...` becomes
+`fleet-upgrade REV ...`; any other command is refused (it would migrate one database, or none).
+*/}}
+{{- define "migrate-job.args" -}}
+{{- $args := .Values.args | default list }}
+{{- if .Values.fleet.enabled }}
+{{- $command := first $args | default "upgrade" }}
+{{- if not (has $command (list "upgrade" "fleet-upgrade")) }}
+{{- fail (printf "migrate-job: fleet mode runs fleet-upgrade; args starts with %s (use [upgrade, REV] or [fleet-upgrade, REV])" $command) }}
+{{- end }}
+{{- $args = prepend (rest $args) "fleet-upgrade" }}
+{{- end }}
+{{- with $args }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Job spec; its sha256 names the Job in plain mode. In fleet mode an Indexed Job: each index
+is one shard, so a retry reruns that shard alone (and only its targets still left do work), and
+no default deadline, as a fleet's duration grows with its targets.
+*/}}
 {{- define "migrate-job.jobSpec" -}}
+{{- if .Values.fleet.enabled -}}
+completionMode: Indexed
+completions: {{ int .Values.fleet.shards }}
+parallelism: {{ int .Values.fleet.parallelism }}
+backoffLimitPerIndex: {{ int .Values.fleet.backoffLimitPerIndex }}
+{{- if not (kindIs "invalid" .Values.fleet.maxFailedIndexes) }}
+maxFailedIndexes: {{ int .Values.fleet.maxFailedIndexes }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.activeDeadlineSeconds) }}
+activeDeadlineSeconds: {{ int .Values.activeDeadlineSeconds }}
+{{- end }}
+{{- else -}}
 backoffLimit: {{ int .Values.backoffLimit }}
 activeDeadlineSeconds: {{ include "migrate-job.activeDeadlineSeconds" . }}
+{{- end }}
 {{- if and (not .Values.useHelmHooks) (not (kindIs "invalid" .Values.ttlSecondsAfterFinished)) }}
 ttlSecondsAfterFinished: {{ int .Values.ttlSecondsAfterFinished }}
 {{- end }}
@@ -278,9 +319,9 @@ template:
     containers:
       - name: migrate
         {{- include "migrate-job.container" (dict "scope" . "initContainer" false) | nindent 8 }}
-        {{- with .Values.args }}
+        {{- with include "migrate-job.args" . | trim }}
         args:
-          {{- toYaml . | nindent 10 }}
+          {{- . | nindent 10 }}
         {{- end }}
         {{- with include "migrate-job.volumeMounts" . | trim }}
         volumeMounts:
@@ -317,13 +358,16 @@ template:
 
 {{/*
 Environment of the runner. The init container runs in another chart's pod, where this chart
-cannot add volumes, so it always reads the URL from an environment variable.
+cannot add volumes, so it always reads the URL from an environment variable. A fleet names its
+databases in the targets file (database.* optional), and leaves MIGRATE_SHARD_INDEX to
+JOB_COMPLETION_INDEX, which Kubernetes sets in each pod of an Indexed Job.
 Argument: dict "scope" "initContainer".
 */}}
 {{- define "migrate-job.env" -}}
 {{- $v := .scope.Values }}
 {{- $dir := include "migrate-job.secretsDir" .scope }}
-{{- if and $v.database.urlAsFile (not .initContainer) }}
+{{- if and $v.fleet.enabled (not (or $v.database.existingSecret $v.database.url)) }}
+{{- else if and $v.database.urlAsFile (not .initContainer) }}
 - name: DATABASE_URL_FILE
   value: {{ printf "%s/database/url" $dir }}
 {{- else }}
@@ -356,6 +400,18 @@ Argument: dict "scope" "initContainer".
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_HISTORY" $v.runner.history) }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_VERIFY" $v.runner.verify) }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_DATABASE_AHEAD" $v.runner.databaseAhead) }}
+{{- if and $v.fleet.enabled (not .initContainer) }}
+- name: MIGRATE_TARGETS_FILE
+  value: {{ printf "%s/targets/targets.json" $dir }}
+- name: MIGRATE_SHARD_COUNT
+  value: {{ int $v.fleet.shards | toString | quote }}
+- name: MIGRATE_PARALLEL
+  value: {{ int $v.fleet.parallel | toString | quote }}
+- name: MIGRATE_ON_ERROR
+  value: {{ $v.fleet.onError | quote }}
+- name: MIGRATE_CANARY
+  value: {{ int $v.fleet.canary | toString | quote }}
+{{- end }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -395,6 +451,11 @@ terminationMessagePolicy: FallbackToLogsOnError
 
 {{- define "migrate-job.volumeMounts" -}}
 {{- $dir := include "migrate-job.secretsDir" . }}
+{{- if .Values.fleet.enabled }}
+- name: fleet-targets
+  mountPath: {{ $dir }}/targets
+  readOnly: true
+{{- end }}
 {{- if .Values.database.urlAsFile }}
 - name: database-url
   mountPath: {{ $dir }}/database
@@ -412,6 +473,15 @@ terminationMessagePolicy: FallbackToLogsOnError
 
 {{/* Secret files are root-owned, group fsGroup (10001) and mode 0440: readable by the runner only. */}}
 {{- define "migrate-job.volumes" -}}
+{{- if .Values.fleet.enabled }}
+- name: fleet-targets
+  secret:
+    secretName: {{ .Values.fleet.targetsSecret.name }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .Values.fleet.targetsSecret.key }}
+        path: targets.json
+{{- end }}
 {{- if .Values.database.urlAsFile }}
 - name: database-url
   secret:
@@ -458,6 +528,9 @@ scope: include "migrate-job.awaitHeadInitContainer" (index .Subcharts "ALIAS").
 {{- end }}
 {{- end }}
 {{- $v := $scope.Values }}
+{{- if $v.fleet.enabled }}
+{{- fail "migrate-job.awaitHeadInitContainer: await-head gates one database, and fleet mode has many; gate each application on its own database" }}
+{{- end }}
 {{- include "migrate-job.validate" $scope }}
 {{- if and $v.useHelmHooks $v.database.url (contains "hook-succeeded" $v.hook.deletePolicy) }}
 {{- fail "migrate-job.awaitHeadInitContainer: with useHelmHooks and database.url the chart-made Secret is a hook resource that Helm deletes after the migration; use database.existingSecret" }}

@@ -1,0 +1,425 @@
+"""fleet-upgrade end to end: many real databases on a private PostgreSQL, the job as real processes.
+
+Each test builds its own fleet of fresh databases. A "broken" tenant is one whose schema drifted
+(a stray `accounts` table makes the first revision fail, exit 5); an "unreachable" one points at
+a port nobody listens on (exit 3 after a short MIGRATE_WAIT_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrator.errors import ConfigError
+from migrator.fleet.sharding import Shard, select, shard_of
+from migrator.fleet.targets import Target
+from migrator.heads import write as write_heads
+from migrator.settings import load_settings
+from migrator.urls import parse_database_url
+from tests.conftest import (
+    HEAD,
+    REVISIONS,
+    Database,
+    Result,
+    Running,
+    add_revision,
+    job_env,
+    parse_events,
+    run_job,
+    start_job,
+)
+from tests.pgcluster import Cluster, free_port
+
+UNREACHABLE_PASSWORD = "n0t-Pr1nted-3ver"
+
+
+def fleet(cluster: Cluster, count: int) -> list[Database]:
+    return [Database(cluster, cluster.create_database()) for _ in range(count)]
+
+
+def targets_file(path: Path, entries: list[dict[str, str]]) -> Path:
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def named(databases: list[Database]) -> list[dict[str, str]]:
+    return [{"name": f"tenant-{i:02}", "url": db.url} for i, db in enumerate(databases)]
+
+
+def break_schema(db: Database) -> None:
+    """Drift: the first revision creates `accounts`, which is already there."""
+    db.query("CREATE TABLE accounts (id integer)")
+
+
+def fleet_env(targets: Path, **extra: str) -> dict[str, str]:
+    return job_env(None, MIGRATE_TARGETS_FILE=str(targets), MIGRATE_TERMINATION_LOG="off", **extra)
+
+
+def by_target(result: Result, event: str) -> dict[str, dict[str, Any]]:
+    found = {e["target"]: e for e in result.named(event)}
+    assert len(found) == len(result.named(event)), f"{event} twice for one target"
+    return found
+
+
+def assert_secret_kept(result: Result, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+
+
+def test_a_fleet_is_migrated_failures_are_reported_and_a_rerun_finishes_the_rest(
+    cluster, tmp_path
+) -> None:
+    databases = fleet(cluster, 12)
+    entries = named(databases)
+    broken, unreachable = entries[3], entries[7]
+    break_schema(databases[3])
+    unreachable["url"] = (
+        f"postgresql://app:{UNREACHABLE_PASSWORD}@127.0.0.1:{free_port()}/gone?connect_timeout=1"
+    )
+    # One target names its URL in a file, as a mounted Secret would.
+    url_file = tmp_path / "tenant-00.url"
+    url_file.write_text(entries[0].pop("url"))
+    entries[0]["url_file"] = str(url_file)
+    path = targets_file(tmp_path / "targets.json", entries)
+
+    result = run_job("fleet-upgrade", env=fleet_env(path, MIGRATE_WAIT_TIMEOUT="1"), timeout=180)
+
+    assert result.code == 9, result.stdout[-3000:]
+    final = result.final
+    assert final["event"] == "failed" and final["error"] == "TargetsFailed"
+    failed = by_target(result, "target_failed")
+    assert set(failed) == {broken["name"], unreachable["name"]}
+    assert failed[broken["name"]]["exit_code"] == 5
+    assert failed[broken["name"]]["error"] == "MigrationFailed"
+    assert failed[unreachable["name"]]["exit_code"] == 3
+    finished = by_target(result, "target_finished")
+    assert len(finished) == 10
+    assert all(e["state"] == "migrated" and e["applied"] == 5 for e in finished.values())
+    summary = result.one("fleet_finished")
+    assert (summary["migrated"], summary["at_head"], summary["failed"], summary["skipped"]) == (
+        10,
+        0,
+        2,
+        0,
+    )
+    assert sorted(summary["failed_targets"], key=lambda item: item["name"]) == [
+        {"name": broken["name"], "exit_code": 5},
+        {"name": unreachable["name"], "exit_code": 3},
+    ]
+    assert final["applied"] == 50
+    # Every event of a target says which, and the targets' own events are relayed.
+    for e in result.events:
+        if e["event"] in ("migration_started", "lock_acquired", "nothing_to_do"):
+            assert "target" in e, e
+    for i, db in enumerate(databases):
+        if i in (3, 7):
+            continue
+        assert db.version() == [HEAD]
+        assert db.advisory_locks() == 0
+    assert databases[3].version() == []  # the failed revision rolled back
+    assert_secret_kept(result, cluster.password, UNREACHABLE_PASSWORD)
+
+    # The fix, and a rerun: only the two that were left do any work.
+    databases[3].query("DROP TABLE accounts")
+    unreachable["url"] = databases[7].url
+    targets_file(path, entries)
+    rerun = run_job("fleet-upgrade", env=fleet_env(path), timeout=180)
+
+    assert rerun.code == 0, rerun.stdout[-3000:]
+    assert rerun.final["event"] == "finished" and rerun.final["applied"] == 10
+    summary = rerun.one("fleet_finished")
+    assert (summary["migrated"], summary["at_head"], summary["failed"]) == (2, 10, 0)
+    finished = by_target(rerun, "target_finished")
+    migrated = {name for name, e in finished.items() if e["state"] == "migrated"}
+    assert migrated == {broken["name"], unreachable["name"]}
+    # A target at head costs one connection and one query: no child job, no lock.
+    ready = Counter(e["target"] for e in rerun.named("database_ready"))
+    for name, e in finished.items():
+        if e["state"] == "at_head":
+            assert ready[name] == 1, name
+    at_head = {name for name, e in finished.items() if e["state"] == "at_head"}
+    assert not at_head & {e["target"] for e in rerun.named("lock_acquired")}
+    assert {e["target"] for e in rerun.named("target_job_started")} == migrated
+    assert all(db.version() == [HEAD] for db in databases)
+    assert_secret_kept(rerun, cluster.password)
+
+
+def test_four_shards_and_a_single_tenant_job_at_once_apply_each_revision_once(
+    cluster, project, tmp_path
+) -> None:
+    # A last revision slow enough that the single-tenant job still holds the lock when the
+    # fleet reaches that target: with two different locks both would run it.
+    add_revision(project, "feedc0ffee02", HEAD, 'op.execute("SELECT pg_sleep(3)")')
+    write_heads(project / "alembic.ini")
+    config = str(project / "alembic.ini")
+    databases = fleet(cluster, 10)
+    entries = named(databases)
+    path = targets_file(tmp_path / "targets.json", entries)
+    single = start_job("upgrade", "head", env=job_env(databases[0].url, ALEMBIC_CONFIG=config))
+    shards = [
+        start_job(
+            "fleet-upgrade",
+            env=fleet_env(
+                path,
+                JOB_COMPLETION_INDEX=str(index),
+                MIGRATE_SHARD_COUNT="4",
+                ALEMBIC_CONFIG=config,
+            ),
+        )
+        for index in range(4)
+    ]
+    results = [_finish(process) for process in shards]
+    alone = _finish(single)
+
+    assert all(result.code == 0 for result in results), [r.stdout[-2000:] for r in results]
+    assert alone.code == 0, alone.stdout[-2000:]
+    seen: Counter[str] = Counter()
+    applied: Counter[str] = Counter()
+    for index, result in enumerate(results):
+        started = result.one("fleet_started")
+        assert (started["shard"], started["shards"]) == (index, 4)
+        for name, e in by_target(result, "target_finished").items():
+            seen[name] += 1
+            applied[name] += e["applied"]
+    assert set(seen) == {entry["name"] for entry in entries}
+    assert set(seen.values()) == {1}, "a target in two shards"
+    applied[entries[0]["name"]] += alone.final["applied"]
+    assert set(applied.values()) == {len(REVISIONS) + 1}, applied
+    assert all(db.version() == ["feedc0ffee02"] for db in databases)
+    assert all(db.advisory_locks() == 0 for db in databases)
+
+
+def _finish(process: Any, timeout: float = 180) -> Result:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return Result(process.returncode, stdout, stderr, parse_events(stdout))
+
+
+@pytest.mark.parametrize(
+    ("settings", "broken_at", "done"),
+    [
+        ({"MIGRATE_CANARY": "2"}, 1, 1),  # the canary group fails: nothing after it starts
+        ({"MIGRATE_ON_ERROR": "stop", "MIGRATE_PARALLEL": "1"}, 2, 2),
+    ],
+    ids=["canary", "on-error-stop"],
+)
+def test_a_failure_stops_the_rest_when_asked(cluster, tmp_path, settings, broken_at, done) -> None:
+    databases = fleet(cluster, 6)
+    break_schema(databases[broken_at])
+    path = targets_file(tmp_path / "targets.json", named(databases))
+
+    result = run_job("fleet-upgrade", env=fleet_env(path, **settings), timeout=180)
+
+    assert result.code == 9, result.stdout[-3000:]
+    summary = result.one("fleet_finished")
+    assert (summary["migrated"], summary["failed"], summary["skipped"]) == (done, 1, 5 - done)
+    for i, db in enumerate(databases):
+        if i == broken_at:
+            continue
+        assert db.version() == ([HEAD] if i < broken_at else []), i
+
+
+def test_the_same_list_reordered_splits_the_same_way() -> None:
+    url = parse_database_url("postgresql://u@h/d")
+    targets = [Target(f"tenant-{i}", "postgresql://u@h/d", url) for i in range(200)]
+    shuffled = random.Random(7).sample(targets, len(targets))
+    parts = [select(targets, Shard(i, 4)) for i in range(4)]
+    assert [{t.name for t in part} for part in parts] == [
+        {t.name for t in select(shuffled, Shard(i, 4))} for i in range(4)
+    ]
+    assert sorted(t.name for part in parts for t in part) == sorted(t.name for t in targets)
+    assert all(len(part) > 20 for part in parts), [len(part) for part in parts]
+    assert shard_of("tenant-1", 4) == shard_of("tenant-1", 4)
+
+
+SECRET = "Pa55-in-the-file"
+
+
+@pytest.mark.parametrize(
+    ("entries", "says"),
+    [
+        ([{"name": "a", "url": f"postgresql://u:{SECRET}@h/a"}] * 2, "target 2: the name 'a'"),
+        (
+            [{"name": "a", "url": f"postgresql://u:{SECRET}@h/a", "url_file": "/x"}],
+            "target 1 (a): needs exactly one of url, url_file, schema",
+        ),
+        (
+            [{"name": "a", "url": f"postgresql://u:{SECRET}@h/a", "password": SECRET}],
+            "target 1 (a): unknown key(s) 'password'",
+        ),
+        ([{"name": "b c", "url": f"postgresql://u:{SECRET}@h/a"}], "target 1: name must be"),
+        ([{"name": "a", "url": f"oracle://u:{SECRET}@h/a"}], "target 1 (a)"),
+        ({"name": "a"}, "non-empty JSON list"),
+        ([{"name": "a", "schema": "tenant_a"}], "target 1 (a): a schema target needs DATABASE_URL"),
+        ([{"name": "a", "schema": "Tenant-A"}], "target 1 (a): schema must be a plain lowercase"),
+    ],
+    ids=[
+        "duplicate",
+        "url-and-file",
+        "unknown-key",
+        "bad-name",
+        "bad-scheme",
+        "not-a-list",
+        "schema-without-database",
+        "bad-schema",
+    ],
+)
+def test_a_bad_targets_file_exits_2_naming_the_entry_not_the_password(
+    tmp_path, entries, says
+) -> None:
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps(entries))
+    result = run_job("fleet-upgrade", env=fleet_env(path))
+    assert result.code == 2, result.stdout
+    assert result.final["event"] == "failed" and says in result.final["message"]
+    assert_secret_kept(result, SECRET)
+
+
+def test_upgrade_refuses_a_targets_file_rather_than_guess(db, tmp_path) -> None:
+    path = targets_file(tmp_path / "targets.json", [{"name": "a", "url": db.url}])
+    result = run_job("upgrade", "head", env={**fleet_env(path), "DATABASE_URL": db.url})
+    assert result.code == 2 and "fleet-upgrade" in result.final["message"]
+    assert db.version() == []
+
+
+def test_sigterm_rolls_back_the_targets_in_flight_and_says_which_finished(
+    cluster, project, tmp_path
+) -> None:
+    add_revision(project, "feedc0ffee01", HEAD, 'op.execute("SELECT pg_sleep(60)")')
+    write_heads(project / "alembic.ini")
+    databases = fleet(cluster, 4)
+    entries = named(databases)
+    path = targets_file(tmp_path / "targets.json", entries)
+    env = fleet_env(path, ALEMBIC_CONFIG=str(project / "alembic.ini"), MIGRATE_PARALLEL="2")
+    running = Running("fleet-upgrade", env=env)
+    for _ in range(2):  # both of the first two are in the slow revision
+        while running.wait_for("migration_started", timeout=60)["revision"] != "feedc0ffee01":
+            pass
+    running.process.send_signal(signal.SIGTERM)
+    result = running.finish(timeout=60)
+
+    assert result.code == 143, result.stdout[-3000:]
+    assert result.final["event"] == "failed" and result.final["error"] == "Interrupted"
+    summary = result.one("fleet_finished")
+    assert summary["interrupted"] is True
+    failed = by_target(result, "target_failed")
+    assert {e["exit_code"] for e in failed.values()} == {143}
+    assert len(failed) == 2 and summary["skipped"] == 2
+    assert summary["finished_targets"] == []
+    for name in failed:
+        db = databases[int(name.split("-")[1])]
+        assert db.version() == [HEAD]  # the slow revision rolled back, the others committed
+        assert db.advisory_locks() == 0
+    for db in databases:
+        if f"tenant-{databases.index(db):02}" not in failed:
+            assert db.version() == []  # never started
+
+
+ALEMBIC_INI = str(Path(__file__).resolve().parent.parent / "alembic.ini")
+
+
+def test_every_targets_password_is_a_secret_of_the_run(tmp_path) -> None:
+    url_file = tmp_path / "b.url"
+    url_file.write_text("postgresql://u:second-Secret@h/b")
+    path = targets_file(
+        tmp_path / "targets.json",
+        [
+            {"name": "a", "url": "postgresql://u:first-Secret@h/a"},
+            {"name": "b", "url_file": str(url_file)},
+        ],
+    )
+    settings = load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, "MIGRATE_TARGETS_FILE": str(path)})
+    assert {"first-Secret", "second-Secret"} <= set(settings.secrets)
+    assert [target.name for target in settings.targets or ()] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("values", "shard", "says"),
+    [
+        ({}, Shard(0, 1), None),
+        ({"JOB_COMPLETION_INDEX": "2", "MIGRATE_SHARD_COUNT": "4"}, Shard(2, 4), None),
+        ({"MIGRATE_SHARD_INDEX": "1", "MIGRATE_SHARD_COUNT": "2"}, Shard(1, 2), None),
+        ({"JOB_COMPLETION_INDEX": "2"}, None, "JOB_COMPLETION_INDEX='2' is set but"),
+        ({"MIGRATE_SHARD_COUNT": "4"}, None, "no shard index"),
+        ({"JOB_COMPLETION_INDEX": "4", "MIGRATE_SHARD_COUNT": "4"}, None, "below the shard"),
+    ],
+)
+def test_the_shard_comes_from_both_an_index_and_a_count_or_neither(
+    tmp_path, values, shard, says
+) -> None:
+    path = targets_file(tmp_path / "targets.json", [{"name": "a", "url": "postgresql://u@h/a"}])
+    given = {"ALEMBIC_CONFIG": ALEMBIC_INI, "MIGRATE_TARGETS_FILE": str(path), **values}
+    if says is None:
+        assert load_settings(given).shard == shard
+    else:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_settings(given)
+    # Without a targets file an Indexed Job's index is none of the job's business.
+    assert load_settings({"ALEMBIC_CONFIG": ALEMBIC_INI, **values}).shard is None
+
+
+def test_fleet_upgrade_needs_a_targets_file_and_its_flags_are_its_own(db, tmp_path) -> None:
+    alone = run_job("fleet-upgrade", env=job_env(db.url))
+    assert alone.code == 2 and "needs MIGRATE_TARGETS_FILE" in alone.final["message"]
+    path = targets_file(tmp_path / "targets.json", [{"name": "a", "url": db.url}])
+    flag = run_job("upgrade", "--targets-file", str(path), env=job_env(db.url))
+    assert flag.code == 2 and "applies to fleet-upgrade only" in flag.final["message"]
+    by_flag = run_job(
+        "fleet-upgrade", "--targets-file", str(path), "--parallel", "1", env=job_env()
+    )
+    assert by_flag.code == 0, by_flag.stdout
+    assert by_flag.one("fleet_started")["parallel"] == 1
+    assert db.version() == [HEAD]
+
+
+def schema_tables(db: Database, schema: str) -> set[str]:
+    rows = db.query("SELECT tablename FROM pg_tables WHERE schemaname = %s", schema)
+    return {row[0] for row in rows}
+
+
+def test_schema_targets_each_get_their_own_version_table_and_lock(cluster, tmp_path) -> None:
+    db = Database(cluster, cluster.create_database())
+    schemas = [f"tenant_{i}" for i in range(6)]
+    for schema in schemas[:-1]:  # the last one is not there yet
+        db.query(f"CREATE SCHEMA {schema}")
+    db.query("CREATE TABLE tenant_2.accounts (id integer)")  # drift in one tenant
+    other = Database(cluster, cluster.create_database())
+    entries = [{"name": schema, "schema": schema} for schema in schemas]
+    entries.append({"name": "own-database", "url": other.url})
+    path = targets_file(tmp_path / "targets.json", entries)
+    env = {**fleet_env(path, MIGRATE_PARALLEL="7"), "DATABASE_URL": db.url}
+
+    result = run_job("fleet-upgrade", env=env, timeout=180)
+
+    assert result.code == 9, result.stdout[-3000:]
+    failed = by_target(result, "target_failed")
+    assert {name: e["exit_code"] for name, e in failed.items()} == {"tenant_2": 5, "tenant_5": 2}
+    assert "does not exist" in failed["tenant_5"]["message"]
+    for schema in ("tenant_0", "tenant_1", "tenant_3", "tenant_4"):
+        assert {"alembic_version", "accounts", "tasks"} <= schema_tables(db, schema), schema
+        rows = db.query(f"SELECT version_num FROM {schema}.alembic_version")
+        assert rows == [(HEAD,)]
+    assert schema_tables(db, "public") == set()  # nothing landed beside the tenants
+    assert other.version() == [HEAD]
+    # One lock per schema: the tenants of one database never waited for each other.
+    locks = {e["target"]: e["lock"] for e in result.named("lock_acquired")}
+    assert locks["tenant_0"] == "alembic:tenant_0.alembic_version"
+    assert len(set(locks.values())) == len(locks) == 6
+    assert not result.named("lock_waiting")
+    assert db.advisory_locks() == 0
+
+    db.query("DROP TABLE tenant_2.accounts")
+    db.query("CREATE SCHEMA tenant_5")
+    rerun = run_job("fleet-upgrade", env=env, timeout=180)
+    assert rerun.code == 0, rerun.stdout[-3000:]
+    summary = rerun.one("fleet_finished")
+    assert (summary["migrated"], summary["at_head"]) == (2, 5)
+    assert {e["target"] for e in rerun.named("target_job_started")} == {"tenant_2", "tenant_5"}
+    assert_secret_kept(rerun, cluster.password)
