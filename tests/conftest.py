@@ -301,6 +301,15 @@ class MySQLDatabase:
     def url(self) -> str:
         return self.server.url(self.name)
 
+    def running(self, prefix: str, timeout: float = 30) -> list[int]:
+        """The sessions running a statement that starts with `prefix`, once there is one."""
+        deadline = time.monotonic() + timeout
+        sql = "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s"
+        while not (rows := self.query(sql, prefix + "%")):
+            assert time.monotonic() < deadline, f"{prefix!r} never started"
+            time.sleep(0.02)
+        return [int(row[0]) for row in rows]
+
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         connection = self.server.connect(self.name)
         try:

@@ -159,11 +159,7 @@ def test_sigterm_mid_statement_kills_the_query_and_frees_the_lock(
     while started["revision"] != "aaaa00000001":
         started = runner.wait_for("migration_started")
     # Only once the server runs it: the signal must meet the statement, not the Python before it.
-    deadline = time.monotonic() + 10
-    while not mdb.query(
-        "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
-    ):
-        assert time.monotonic() < deadline, "SLEEP never started"
+    mdb.running("SELECT SLEEP", timeout=10)
     signalled = time.monotonic()
     runner.process.send_signal(signal.SIGTERM)
     result = runner.finish(timeout=20)
@@ -383,14 +379,8 @@ def test_a_lost_connection_mid_revision_names_what_committed(
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     runner = Running("upgrade", "head", env=env)
-    deadline = time.monotonic() + 30
-    while not (
-        sessions := mdb.query(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
-        )
-    ):
-        assert time.monotonic() < deadline, "SLEEP never started"
-    mdb.query(f"KILL {int(sessions[0][0])}")  # the server ends the job's session
+    sessions = mdb.running("SELECT SLEEP", timeout=30)
+    mdb.query(f"KILL {sessions[0]}")  # the server ends the job's session
     result = runner.finish(timeout=30)
     assert result.code == 3, result.stdout
     message = result.final["message"]
@@ -456,11 +446,7 @@ def test_sigterm_after_committed_statements_gives_the_account_and_records_it(
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     runner = Running("upgrade", "head", env=env)
-    deadline = time.monotonic() + 30
-    while not mdb.query(
-        "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
-    ):
-        assert time.monotonic() < deadline, "SLEEP never started"
+    mdb.running("SELECT SLEEP", timeout=30)
     runner.process.send_signal(signal.SIGTERM)
     result = runner.finish(timeout=20)
     assert result.code == 143, result.stdout
@@ -549,16 +535,10 @@ def test_sigkill_mid_revision_leaves_the_in_flight_marker_and_the_next_run_refus
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     runner = Running("upgrade", "head", env=env)
-    deadline = time.monotonic() + 30
-    while not (
-        sessions := mdb.query(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
-        )
-    ):
-        assert time.monotonic() < deadline, "SLEEP never started"
+    sessions = mdb.running("SELECT SLEEP", timeout=30)
     runner.process.kill()  # nothing of the job runs after this
     runner.process.wait(timeout=10)
-    mdb.query(f"KILL {int(sessions[0][0])}")  # its lingering session, and lock, end
+    mdb.query(f"KILL {sessions[0]}")  # its lingering session, and lock, end
     assert "first" in mdb.tables() and mdb.version() == [HEAD]
 
     refused = run_job("upgrade", "head", env=env)

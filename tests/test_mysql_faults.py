@@ -4,7 +4,6 @@ many runners at once. Real processes against a private MariaDB server."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 from migrator.backends.mysql import lock_key
@@ -20,15 +19,6 @@ from tests.conftest import (
 from tests.mariadb import MariaDB
 
 LOCK = "alembic:alembic_version"  # the default lock name
-
-
-def _wait_for_statement(mdb: MySQLDatabase, like: str, timeout: float = 10) -> None:
-    """Until the server runs a statement whose text starts with `like`."""
-    deadline = time.monotonic() + timeout
-    sql = "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s"
-    while not mdb.query(sql, like + "%"):
-        assert time.monotonic() < deadline, f"{like!r} never started"
-        time.sleep(0.05)
 
 
 def test_a_table_held_by_a_transaction_ends_in_exit_6_after_the_retries(
@@ -84,7 +74,7 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
     started = first.wait_for("migration_started")
     while started["revision"] != "aaaa00000001":
         started = first.wait_for("migration_started")
-    _wait_for_statement(mdb, "SELECT SLEEP")
+    mdb.running("SELECT SLEEP", timeout=10)
     (dead_session,) = mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK))[0]
     first.process.send_signal(signal.SIGKILL)
     assert first.finish(timeout=10).code == -signal.SIGKILL
