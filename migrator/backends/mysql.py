@@ -202,15 +202,14 @@ class MySQL(Backend):
         lock = limits.ddl_lock_timeout if own is UNSET else float(own or 0)  # type: ignore[arg-type]
         # Whole seconds, at least one (the servers' unit), from validated floats.
         wait = max(1, round(lock)) if lock else _NO_LIMIT
-        connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {wait}")
-        connection.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {wait}")
-        # These bound SELECT statements only: neither server stops DDL on them.
+        # The last bounds SELECT statements only: neither server stops DDL on it.
         if connection.dialect.is_mariadb:
-            seconds = f"{limits.statement_timeout:.3f}"
-            connection.exec_driver_sql(f"SET SESSION max_statement_time = {seconds}")
+            statement = f"max_statement_time = {limits.statement_timeout:.3f}"
         else:
-            millis = int(limits.statement_timeout * 1000)
-            connection.exec_driver_sql(f"SET SESSION max_execution_time = {millis}")
+            statement = f"max_execution_time = {int(limits.statement_timeout * 1000)}"
+        # One statement, one round trip, before each revision (a revision may have changed them).
+        waits = f"lock_wait_timeout = {wait}, innodb_lock_wait_timeout = {wait}"
+        connection.exec_driver_sql(f"SET SESSION {waits}, {statement}")
 
 
 class NamedLock(Lock):

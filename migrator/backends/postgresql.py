@@ -175,8 +175,10 @@ class PostgreSQL(Backend):
     def apply_limits(self, connection: Any, limits: Limits, own: object) -> None:
         lock = limits.ddl_lock_timeout if own is UNSET else float(own or 0)  # type: ignore[arg-type]
         # Whole milliseconds from validated floats: nothing user-written reaches the SQL text.
-        connection.exec_driver_sql(f"SET lock_timeout = {int(lock * 1000)}")
+        # One round trip for both, before every revision (a revision may have changed them):
+        # two would add ~0.4 ms a revision, a tenth of applying 300 (bench/).
         connection.exec_driver_sql(
+            f"SET lock_timeout = {int(lock * 1000)}; "
             f"SET statement_timeout = {int(limits.statement_timeout * 1000)}"
         )
 
