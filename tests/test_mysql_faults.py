@@ -62,12 +62,14 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
 ) -> None:
     # SIGKILL leaves no time to clean up: the server keeps the dead runner's session (and its
     # GET_LOCK) until the running statement ends. The next runner must wait for it, name it,
-    # and then apply the revision exactly once.
+    # and then apply the revision exactly once. (A sleep, not a lock the test could release: the
+    # server ends a session whose client is gone while it waits on a lock, not while it sleeps.
+    # Eight seconds: the next run must reach the lock while it lasts, on a loaded machine too.)
     add_revision(
         project,
         "aaaa00000001",
         HEAD,
-        'op.execute("SELECT SLEEP(4)")\nop.execute("CREATE TABLE marker (id INT)")',
+        'op.execute("SELECT SLEEP(8)")\nop.execute("CREATE TABLE marker (id INT)")',
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     first = Running("upgrade", "head", env=env)
