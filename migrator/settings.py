@@ -28,6 +28,9 @@ ON_ERROR = ("continue", "stop")
 # The variables only fleet-upgrade reads (and whose flags only it accepts).
 FLEET_OPTIONS = (
     "MIGRATE_TARGETS_FILE",
+    "MIGRATE_TARGETS_QUERY",
+    "MIGRATE_TARGETS_URL",
+    "MIGRATE_TARGETS_URL_FILE",
     "MIGRATE_PARALLEL",
     "MIGRATE_ON_ERROR",
     "MIGRATE_CANARY",
@@ -68,10 +71,17 @@ OPTIONS = (
     Option(
         "MIGRATE_DATABASE_AHEAD", "--database-ahead", "accept or error: database ahead", "accept"
     ),
-    Option("MIGRATE_TARGETS_FILE", "--targets-file", "fleet-upgrade: JSON file of targets"),
+    Option("MIGRATE_TARGETS_FILE", "--targets-file", "fleet-upgrade: JSON or YAML file of targets"),
+    Option("MIGRATE_TARGETS_QUERY", "--targets-query", "fleet-upgrade: SQL listing the targets"),
+    Option(
+        "MIGRATE_TARGETS_URL", "--targets-url", "fleet-upgrade: the query's database (DATABASE_URL)"
+    ),
+    Option("MIGRATE_TARGETS_URL_FILE", "--targets-url-file", "file holding MIGRATE_TARGETS_URL"),
     Option("MIGRATE_PARALLEL", "--parallel", "fleet-upgrade: targets at once", "4"),
     Option("MIGRATE_ON_ERROR", "--on-error", "fleet-upgrade: continue or stop", "continue"),
-    Option("MIGRATE_CANARY", "--canary", "fleet-upgrade: the first K targets first", "0"),
+    Option(
+        "MIGRATE_CANARY", "--canary", "fleet-upgrade: the first K targets, or a group, first", "0"
+    ),
     Option(
         "MIGRATE_SHARD_INDEX", "--shard-index", f"fleet-upgrade: this shard (or {COMPLETION_INDEX})"
     ),
@@ -100,14 +110,26 @@ class Settings(NamedTuple):
     targets: tuple[Target, ...] | None = None
     parallel: int = 4
     on_error: str = "continue"
-    canary: int = 0
+    canary: int | str = 0  # the first K targets, or the targets of the group of that name
     shard: Shard | None = None
+    # fleet-upgrade: the targets from this query instead, run on `catalog` when the fleet starts
+    # (it needs the database, which settings never touch).
+    targets_query: str | None = None
+    catalog: DatabaseURL | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
         own = self.database.secrets if self.database else ()
+        catalog = self.catalog.secrets if self.catalog else ()
         fleet = [secret for target in self.targets or () for secret in target.database.secrets]
-        return (*own, *fleet)
+        return (*own, *catalog, *fleet)
+
+    @property
+    def fleet_source(self) -> str | None:
+        """The variable that names a fleet's targets, if one does."""
+        if self.targets is not None:
+            return "MIGRATE_TARGETS_FILE"
+        return "MIGRATE_TARGETS_QUERY" if self.targets_query is not None else None
 
     def require_database(self) -> DatabaseURL:
         if self.database is None:
@@ -144,6 +166,7 @@ def load_settings(
 
     database = database_from(values, flags=given)
     targets = _targets(values, given, database)
+    query, catalog = _targets_query(values, given, database, file_given=targets is not None)
     log_format = choice("MIGRATE_LOG_FORMAT", LOG_FORMATS)
     if log_format == "auto":
         log_format = "console" if stdout_is_tty else "json"
@@ -171,9 +194,11 @@ def load_settings(
         targets=targets,
         parallel=number("MIGRATE_PARALLEL", 1, 100),
         on_error=choice("MIGRATE_ON_ERROR", ON_ERROR),
-        canary=number("MIGRATE_CANARY", 0, 100000),
+        canary=_canary(get("MIGRATE_CANARY"), given.get("MIGRATE_CANARY", "MIGRATE_CANARY")),
         # Only a fleet is split, and only its settings may refuse JOB_COMPLETION_INDEX.
-        shard=_shard(values, given) if targets is not None else None,
+        shard=_shard(values, given) if targets is not None or query else None,
+        targets_query=query,
+        catalog=catalog,
     )
 
 
@@ -187,6 +212,57 @@ def _targets(
     from migrator.fleet.targets import load_targets
 
     return load_targets(path, given.get("MIGRATE_TARGETS_FILE", "MIGRATE_TARGETS_FILE"), database)
+
+
+def _targets_query(
+    values: Mapping[str, str],
+    given: Mapping[str, str],
+    database: DatabaseURL | None,
+    *,
+    file_given: bool,
+) -> tuple[str | None, DatabaseURL | None]:
+    """MIGRATE_TARGETS_QUERY, and the database it runs on: MIGRATE_TARGETS_URL (or its _FILE),
+    else DATABASE_URL."""
+    query = _value(values, "MIGRATE_TARGETS_QUERY")
+    query_name = given.get("MIGRATE_TARGETS_QUERY", "MIGRATE_TARGETS_QUERY")
+    catalog = database_from(
+        values,
+        flags=given,
+        names=("MIGRATE_TARGETS_URL", "MIGRATE_TARGETS_URL_FILE", None),
+    )
+    if query is None:
+        if catalog is not None:
+            # A catalog with no query to run on it is a setting that would be ignored.
+            raise ConfigError(
+                "MIGRATE_TARGETS_URL is set but MIGRATE_TARGETS_QUERY is not: it names the "
+                "database the targets query runs on"
+            )
+        return None, None
+    if file_given:
+        file_name = given.get("MIGRATE_TARGETS_FILE", "MIGRATE_TARGETS_FILE")
+        raise ConfigError(f"{file_name} and {query_name} are both set: set only one")
+    catalog = catalog or database
+    if catalog is None:
+        raise ConfigError(
+            f"{query_name} needs the database it runs on: set MIGRATE_TARGETS_URL (or "
+            "MIGRATE_TARGETS_URL_FILE), or DATABASE_URL"
+        )
+    return query, catalog
+
+
+def _canary(raw: str | None, name: str) -> int | str:
+    """A count (the first K targets), or the name of a group."""
+    value = (raw or "").strip()
+    if re.fullmatch(r"[0-9]+", value):
+        return _whole(value, name, 0, 100000)
+    from migrator.fleet.targets import NAME
+
+    if not NAME.fullmatch(value):
+        raise ConfigError(
+            f"{_shown(name, raw)} must be a whole number from 0 to 100000, or the name of a "
+            "group of targets"
+        )
+    return value
 
 
 def _shard(values: Mapping[str, str], given: Mapping[str, str]) -> Shard:
@@ -293,15 +369,23 @@ def _alembic_config(raw: str | None, name: str = "ALEMBIC_CONFIG") -> str:
     )
 
 
+_DATABASE = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_PASSWORD_FILE")
+
+
 def database_from(
-    values: Mapping[str, str], *, flags: Mapping[str, str] | None = None
+    values: Mapping[str, str],
+    *,
+    flags: Mapping[str, str] | None = None,
+    names: tuple[str, str, str | None] = _DATABASE,
 ) -> DatabaseURL | None:
-    """The database named by DATABASE_URL or DATABASE_URL_FILE (+ DATABASE_PASSWORD_FILE)."""
+    """The database named by DATABASE_URL or DATABASE_URL_FILE (+ DATABASE_PASSWORD_FILE), or
+    by the variables `names` (url, url file, password file or None) in their place."""
     given = flags or {}
-    url_name = given.get("DATABASE_URL", "DATABASE_URL")
-    file_name = given.get("DATABASE_URL_FILE", "DATABASE_URL_FILE")
-    password_name = given.get("DATABASE_PASSWORD_FILE", "DATABASE_PASSWORD_FILE")
-    url, url_file = _value(values, "DATABASE_URL"), _value(values, "DATABASE_URL_FILE")
+    url_var, file_var, password_var = names
+    url_name = given.get(url_var, url_var)
+    file_name = given.get(file_var, file_var)
+    password_name = given.get(password_var, password_var) if password_var else ""
+    url, url_file = _value(values, url_var), _value(values, file_var)
     if url and url_file:
         raise ConfigError(f"{url_name} and {file_name} are both set: set only one")
     source = url_name
@@ -310,7 +394,7 @@ def database_from(
         source = f"the URL in {file_name}"
     if not url:
         return None
-    password_file = _value(values, "DATABASE_PASSWORD_FILE")
+    password_file = _value(values, password_var) if password_var else None
     if password_file:
         url = _with_password(
             url, _read_secret_file(password_file, password_name), source, password_name

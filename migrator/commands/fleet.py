@@ -1,4 +1,5 @@
-"""`fleet-upgrade`: upgrade every target of MIGRATE_TARGETS_FILE that is this shard's.
+"""`fleet-upgrade`: upgrade every target of MIGRATE_TARGETS_FILE (or of MIGRATE_TARGETS_QUERY's
+rows) that is this shard's.
 
 A command of its own rather than `upgrade` with a targets file: its report is another contract
 (one `target_finished`/`target_failed` per target, `fleet_finished` with the counts, exit 9
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
 from migrator import project
@@ -63,37 +65,46 @@ class Gate:
 
 def fleet_upgrade(job: Job) -> None:
     settings = job.settings
-    if settings.targets is None:
+    if settings.fleet_source is None:
         raise ConfigError(
-            "fleet-upgrade needs MIGRATE_TARGETS_FILE (--targets-file): a JSON list of "
+            "fleet-upgrade needs MIGRATE_TARGETS_FILE (--targets-file): a JSON or YAML list of "
             '{"name": ..., "url": ...}, {"name": ..., "url_file": ...} or '
-            '{"name": ..., "schema": ...}'
+            '{"name": ..., "schema": ...}; or MIGRATE_TARGETS_QUERY (--targets-query), a query '
+            "returning those columns"
         )
-    if job.ini.version_table_schema and any(t.schema for t in settings.targets):
+    if settings.targets is None:
+        from migrator.fleet.registry import query_targets
+
+        targets = query_targets(job)
+    else:
+        targets = settings.targets
+    if job.ini.version_table_schema and any(t.schema for t in targets):
         # Every schema target's version table would be that one table.
         raise ConfigError(
             f"alembic.ini sets version_table_schema = {job.ini.version_table_schema}, and the "
-            "targets file has schema targets: each needs its version table in its own schema; "
+            "targets have schema targets: each needs its version table in its own schema; "
             "remove the setting (the job sets each target's search_path)"
         )
     started = time.monotonic()
     revision = job.request.revision or "head"
     shard = settings.shard or Shard()
-    mine = select(settings.targets, shard)
+    mine, canary = canary_first(select(targets, shard), settings.canary, targets)
     if not job.targets_recorded_head(revision):
         project.validate(job.project, revision, "upgrade")  # once here, not once per target
     gate = Gate(job.log.stream)  # job.known_heads is read: the threads share it
     log = job.log.bind(stream=cast(TextIO, gate))  # it writes, flushes, says isatty
-    plan = Plan(settings.parallel, settings.canary, settings.on_error == "stop")
+    plan = Plan(settings.parallel, canary, settings.on_error == "stop")
+    group = settings.canary if isinstance(settings.canary, str) else None
     log.info(
         "fleet_started",
         revision=revision,
-        targets=len(settings.targets),
+        targets=len(targets),
         shard=shard.number,
         shards=shard.total,
         selected=len(mine),
         parallel=plan.parallel,
         canary=plan.canary,
+        canary_group=group,
         on_error=settings.on_error,
     )
     children = Children()
@@ -116,6 +127,24 @@ def fleet_upgrade(job: Job) -> None:
     failed = summary["failed_targets"]
     if failed:
         raise TargetsFailed(_message(failed, len(results)), failed_targets=failed)
+
+
+def canary_first(
+    mine: list[Target], canary: int | str, targets: Sequence[Target]
+) -> tuple[list[Target], int]:
+    """This shard's targets in the order they run, and how many of the first are the canary:
+    the first `canary` ones, or the group of that name moved to the front (in list order)."""
+    if isinstance(canary, int):
+        return mine, canary
+    if not any(target.group == canary for target in targets):
+        groups = sorted({target.group for target in targets if target.group})
+        known = ", ".join(groups[:NAMED_IN_MESSAGE]) or "none"
+        raise ConfigError(
+            f"MIGRATE_CANARY={canary!r} names a group that no target carries (groups: {known})"
+        )
+    # A shard without a target of the group has no canary: its pod cannot see another's.
+    first = [target for target in mine if target.group == canary]
+    return first + [target for target in mine if target.group != canary], len(first)
 
 
 def _target_log(log: Log, job: Job, target: Target) -> Log:

@@ -63,10 +63,10 @@ def at_head(job: Job) -> bool:
 
 def _change(job: Job, kind: str) -> None:
     target = job.request.revision or "head"
-    if job.settings.targets is not None:
+    if job.settings.fleet_source is not None:
         # Whoever set it meant the fleet: changing DATABASE_URL alone would be a guess.
         raise ConfigError(
-            f"MIGRATE_TARGETS_FILE is set: {kind} changes one database (DATABASE_URL); "
+            f"{job.settings.fleet_source} is set: {kind} changes one database (DATABASE_URL); "
             "run fleet-upgrade to migrate the targets, or unset it"
         )
     if job.request.sql:
