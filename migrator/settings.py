@@ -255,9 +255,9 @@ def _canary(raw: str | None, name: str) -> int | str:
     value = (raw or "").strip()
     if re.fullmatch(r"[0-9]+", value):
         return _whole(value, name, 0, 100000)
-    from migrator.fleet.targets import NAME
+    from migrator.fleet.targets import GROUP
 
-    if not NAME.fullmatch(value):
+    if not GROUP.fullmatch(value):
         raise ConfigError(
             f"{_shown(name, raw)} must be a whole number from 0 to 100000, or the name of a "
             "group of targets"

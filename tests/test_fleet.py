@@ -521,7 +521,7 @@ def test_a_canary_group_no_target_carries_exits_2_before_anything_runs(cluster, 
         (
             "targets.yaml",
             f"- name: a\n  url: postgresql://u:{SECRET}@h/a\n  group: 7\n",
-            "target 1 (a): group must be a name",
+            "target 1 (a): group must be 1-128 letters",
         ),
         (
             "targets.yaml",

@@ -101,7 +101,14 @@ def job_name(chart: helm_python.Chart, values: dict[str, Any]) -> str:
 
 
 def test_the_shared_value_sets_are_there() -> None:
-    assert set(VALUE_SETS) >= {"default", "url-secret", "plain", "everything", "fleet"}
+    assert set(VALUE_SETS) >= {
+        "default",
+        "url-secret",
+        "plain",
+        "everything",
+        "fleet",
+        "fleet-query",
+    }
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -650,6 +657,12 @@ CHART_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
     "MIGRATE_CANARY": ("fleet.canary", 3, "canary"),
     "MIGRATE_SHARD_COUNT": ("fleet.shards", 5, None),  # settings.shard, checked below
 }
+# Fleet mode with the targets from a query instead of a file (they exclude each other): the
+# catalog's URL from an existing Secret, as DATABASE_URL is.
+QUERY_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
+    "MIGRATE_TARGETS_QUERY": ("fleet.targetsQuery", "SELECT slug AS name, url FROM t", None),
+    "MIGRATE_TARGETS_URL": ("fleet.catalogSecret.name", "tenant-registry", None),
+}
 
 
 def values_at(path: str, value: Any) -> dict[str, Any]:
@@ -661,12 +674,15 @@ def values_at(path: str, value: Any) -> dict[str, Any]:
 
 
 # Kubernetes sets JOB_COMPLETION_INDEX in each pod of an Indexed Job, MIGRATE_SHARD_INDEX's
-# default: the chart must not set the variable itself (one value for every pod).
-NOT_SET_BY_THE_CHART = {"MIGRATE_SHARD_INDEX"}
+# default: the chart must not set the variable itself (one value for every pod). The catalog's
+# URL reaches the pod from a Secret as MIGRATE_TARGETS_URL; its _FILE form is for other manifests.
+NOT_SET_BY_THE_CHART = {"MIGRATE_SHARD_INDEX", "MIGRATE_TARGETS_URL_FILE"}
 
 
 def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
-    assert set(CHART_OPTIONS) == {option.env for option in OPTIONS} - NOT_SET_BY_THE_CHART
+    assert {*CHART_OPTIONS, *QUERY_OPTIONS} == {
+        option.env for option in OPTIONS
+    } - NOT_SET_BY_THE_CHART
     schema = helm_python.Chart.load(CHART_DIR).schema
     runner_values = {f"runner.{key}" for key in schema["properties"]["runner"]["properties"]}
     paths = {path for path, _, _ in CHART_OPTIONS.values()}
@@ -674,7 +690,10 @@ def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
     assert {f"database.{k}" for k in ("existingSecret", "urlAsFile")} <= paths
 
 
-@pytest.mark.parametrize("env", sorted(set(CHART_OPTIONS) - {"MIGRATE_AWAIT_TIMEOUT"}))
+@pytest.mark.parametrize(
+    "env",
+    sorted({*CHART_OPTIONS, *QUERY_OPTIONS, *NOT_SET_BY_THE_CHART} - {"MIGRATE_AWAIT_TIMEOUT"}),
+)
 def test_extra_env_may_shadow_no_option_the_chart_sets(chart, env) -> None:
     values = merged(EXISTING, {"extraEnv": [{"name": env, "value": "x"}]})
     with pytest.raises(helm_python.HelmRenderError, match=f"extraEnv sets {env}"):
@@ -725,7 +744,7 @@ NUMBERS = [-1, 0, 0.001, 2.5, 100, 101, 1000000, 1234567.5]
         ("MIGRATE_STATEMENT_TIMEOUT", NUMBERS),
         ("MIGRATE_DDL_RETRIES", NUMBERS),
         ("MIGRATE_PARALLEL", NUMBERS),
-        ("MIGRATE_CANARY", NUMBERS),
+        ("MIGRATE_CANARY", [*NUMBERS, "early", "wave-1", "two words", "3rd"]),
         ("MIGRATE_ON_ERROR", [*ON_ERROR, "halt"]),
         ("MIGRATE_LOG_FORMAT", [*LOG_FORMATS, "xml"]),
         ("MIGRATE_LOG_LEVEL", [*LOG_LEVELS, "loud"]),
@@ -808,3 +827,66 @@ def test_fleet_mode_runs_fleet_upgrade_or_refuses(chart) -> None:
 def test_the_await_head_gate_refuses_fleet_mode(tmp_path) -> None:
     with pytest.raises(helm_python.HelmRenderError, match="fleet mode has many"):
         render(umbrella(tmp_path), {"migrate-job": FLEET})
+
+
+def test_fleet_mode_takes_the_targets_from_a_query_on_the_catalog(chart, tmp_path) -> None:
+    values = merged(
+        *(values_at(path, sample) for path, sample, _ in QUERY_OPTIONS.values()),
+        {"fleet": {"enabled": True, "canary": "early"}},
+    )
+    chart.validate_schema(values)
+    job = only(render(chart, values), "Job")
+    migrate = container(job)
+    env = env_of(migrate)
+    assert env["MIGRATE_TARGETS_URL"] == {"secretKeyRef": {"name": "tenant-registry", "key": "url"}}
+    assert "MIGRATE_TARGETS_FILE" not in env and "DATABASE_URL" not in env
+    assert "volumes" not in job["spec"]["template"]["spec"] and "volumeMounts" not in migrate
+    # What the pod gets, the runner reads as the chart meant it.
+    env["MIGRATE_TARGETS_URL"] = "postgresql://u:catalog-Secret@h/registry"
+    env.update(JOB_COMPLETION_INDEX="0", ALEMBIC_CONFIG=ALEMBIC_INI)
+    _, settings = parse(["fleet-upgrade"], env)
+    assert settings.targets_query == QUERY_OPTIONS["MIGRATE_TARGETS_QUERY"][1]
+    assert settings.catalog is not None and settings.catalog.source == "MIGRATE_TARGETS_URL"
+    assert settings.canary == "early" and settings.shard == Shard(0, 1)
+    # No catalog Secret: the query runs on database.*'s database.
+    on_database = merged(EXISTING, {"fleet": {"enabled": True, "targetsQuery": "SELECT 1"}})
+    env = env_of(container(only(render(chart, on_database), "Job")))
+    assert "MIGRATE_TARGETS_URL" not in env and "DATABASE_URL" in env
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (
+            merged(FLEET, {"fleet": {"targetsQuery": "SELECT 1"}}),
+            "either fleet.targetsSecret.name (a targets file) or fleet.targetsQuery",
+        ),
+        (
+            {"fleet": {"enabled": True, "targetsQuery": "SELECT 1"}},
+            "fleet.targetsQuery needs the database it runs on",
+        ),
+        (
+            merged(FLEET, {"fleet": {"catalogSecret": {"name": "registry"}}}),
+            "fleet.targetsQuery is not set",
+        ),
+    ],
+    ids=["file-and-query", "query-without-catalog", "catalog-without-query"],
+)
+def test_fleet_mode_refuses_an_ambiguous_targets_source(chart, values, says) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(says)):
+        render(chart, values)
+
+
+def test_a_yaml_targets_key_keeps_its_suffix_and_the_canary_may_be_a_group(chart) -> None:
+    values = merged(FLEET, {"fleet": {"targetsSecret": {"key": "tenants.YML"}, "canary": "wave-1"}})
+    chart.validate_schema(values)
+    job = only(render(chart, values), "Job")
+    (volume,) = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["items"] == [{"key": "tenants.YML", "path": "targets.yaml"}]
+    env = env_of(container(job))
+    assert env["MIGRATE_TARGETS_FILE"].endswith("/targets/targets.yaml")
+    assert env["MIGRATE_CANARY"] == "wave-1"
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.validate_schema(merged(FLEET, {"fleet": {"canary": "two words"}}))
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.validate_schema(merged(FLEET, {"fleet": {"catalogSecret": {"nam": "x"}}}))

@@ -25,6 +25,8 @@ from migrator.urls import DatabaseURL, parse_database_url
 # Names stand in events, lock waits and shard assignments: plain words keep them readable and
 # unambiguous in every log viewer (no spaces, quotes or control characters).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+# A group's name starts with a letter: MIGRATE_CANARY=3 is a count, never a group.
+GROUP = re.compile(r"[A-Za-z][A-Za-z0-9_.:@-]{0,127}")
 _WHERE = ("url", "url_file", "schema")
 _KEYS = ("name", "group", *_WHERE)
 # Only these are read as YAML (and only then is PyYAML imported); any other name is JSON, as
@@ -125,8 +127,10 @@ def _target(entry: Any, where: str, base: DatabaseURL | None) -> Target:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: {key} must be a non-empty string")
     group = entry.get("group")
-    if group is not None and (not isinstance(group, str) or not NAME.fullmatch(group)):
-        raise ConfigError(f"{where}: group must be a name as a target's is")
+    if group is not None and (not isinstance(group, str) or not GROUP.fullmatch(group)):
+        raise ConfigError(
+            f"{where}: group must be 1-128 letters, digits or _.:@- (starting with a letter)"
+        )
     if key == "schema":
         return _schema_target(name, value, where, base)._replace(group=group)
     url = value.strip() if key == "url" else _read_url_file(value, where)

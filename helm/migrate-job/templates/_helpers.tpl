@@ -144,8 +144,18 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- fail "migrate-job: set either database.existingSecret or database.url, not both" }}
 {{- end }}
 {{- if .Values.fleet.enabled }}
-{{- if not .Values.fleet.targetsSecret.name }}
-{{- fail "migrate-job: fleet.enabled needs fleet.targetsSecret.name, the Secret holding the targets file" }}
+{{- $fleet := .Values.fleet }}
+{{- if and $fleet.targetsSecret.name $fleet.targetsQuery }}
+{{- fail "migrate-job: set either fleet.targetsSecret.name (a targets file) or fleet.targetsQuery (a query on the tenant registry), not both" }}
+{{- end }}
+{{- if not (or $fleet.targetsSecret.name $fleet.targetsQuery) }}
+{{- fail "migrate-job: fleet.enabled needs fleet.targetsSecret.name, the Secret holding the targets file, or fleet.targetsQuery, a query on the tenant registry" }}
+{{- end }}
+{{- if and $fleet.catalogSecret.name (not $fleet.targetsQuery) }}
+{{- fail "migrate-job: fleet.catalogSecret names the database fleet.targetsQuery runs on, and fleet.targetsQuery is not set" }}
+{{- end }}
+{{- if and $fleet.targetsQuery (not (or $fleet.catalogSecret.name $db.existingSecret $db.url)) }}
+{{- fail "migrate-job: fleet.targetsQuery needs the database it runs on: set fleet.catalogSecret.name (a Secret holding its URL) or database.*" }}
 {{- end }}
 {{- $_ := include "migrate-job.args" . }}
 {{- else if not (or $db.existingSecret $db.url) }}
@@ -157,7 +167,7 @@ it (helm --skip-schema-validation). Each message says what to change.
 {{- fail (printf "migrate-job: activeDeadlineSeconds (%d) must be larger than runner.waitTimeout + runner.lockTimeout (%d), or the Job is killed while the runner still waits" (int .Values.activeDeadlineSeconds) $minimum) }}
 {{- end }}
 {{- end }}
-{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" "MIGRATE_HISTORY" "MIGRATE_VERIFY" "MIGRATE_DATABASE_AHEAD" "MIGRATE_TARGETS_FILE" "MIGRATE_PARALLEL" "MIGRATE_ON_ERROR" "MIGRATE_CANARY" "MIGRATE_SHARD_INDEX" "MIGRATE_SHARD_COUNT" }}
+{{- $managed := list "DATABASE_URL" "DATABASE_URL_FILE" "DATABASE_PASSWORD_FILE" "ALEMBIC_CONFIG" "MIGRATE_WAIT_TIMEOUT" "MIGRATE_CONNECT_TIMEOUT" "MIGRATE_LOCK_TIMEOUT" "MIGRATE_LOCK_NAME" "MIGRATE_LOG_FORMAT" "MIGRATE_LOG_LEVEL" "MIGRATE_DDL_LOCK_TIMEOUT" "MIGRATE_STATEMENT_TIMEOUT" "MIGRATE_DDL_RETRIES" "MIGRATE_TERMINATION_LOG" "MIGRATE_HISTORY" "MIGRATE_VERIFY" "MIGRATE_DATABASE_AHEAD" "MIGRATE_TARGETS_FILE" "MIGRATE_TARGETS_QUERY" "MIGRATE_TARGETS_URL" "MIGRATE_TARGETS_URL_FILE" "MIGRATE_PARALLEL" "MIGRATE_ON_ERROR" "MIGRATE_CANARY" "MIGRATE_SHARD_INDEX" "MIGRATE_SHARD_COUNT" }}
 {{- range .Values.extraEnv }}
 {{- if has .name $managed }}
 {{- fail (printf "migrate-job: extraEnv sets %s, which the chart sets from its own values (see the chart README)" .name) }}
@@ -401,8 +411,22 @@ Argument: dict "scope" "initContainer".
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_VERIFY" $v.runner.verify) }}
 {{- include "migrate-job.optionalEnv" (list "MIGRATE_DATABASE_AHEAD" $v.runner.databaseAhead) }}
 {{- if and $v.fleet.enabled (not .initContainer) }}
+{{- if $v.fleet.targetsQuery }}
+- name: MIGRATE_TARGETS_QUERY
+  value: {{ $v.fleet.targetsQuery | quote }}
+{{- with $v.fleet.catalogSecret }}
+{{- if .name }}
+- name: MIGRATE_TARGETS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- else }}
 - name: MIGRATE_TARGETS_FILE
-  value: {{ printf "%s/targets/targets.json" $dir }}
+  value: {{ printf "%s/targets/%s" $dir (include "migrate-job.targetsFile" $v) }}
+{{- end }}
 - name: MIGRATE_SHARD_COUNT
   value: {{ int $v.fleet.shards | toString | quote }}
 - name: MIGRATE_PARALLEL
@@ -410,7 +434,7 @@ Argument: dict "scope" "initContainer".
 - name: MIGRATE_ON_ERROR
   value: {{ $v.fleet.onError | quote }}
 - name: MIGRATE_CANARY
-  value: {{ int $v.fleet.canary | toString | quote }}
+  value: {{ if kindIs "string" $v.fleet.canary }}{{ $v.fleet.canary | quote }}{{ else }}{{ int $v.fleet.canary | toString | quote }}{{ end }}
 {{- end }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
@@ -449,9 +473,18 @@ terminationMessagePath: {{ $v.runner.terminationLog }}
 terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
+{{/*
+The targets file's name in the pod: the runner reads YAML by the name's suffix, so a key ending
+in .yaml or .yml keeps it. Argument: .Values.
+*/}}
+{{- define "migrate-job.targetsFile" -}}
+{{- $key := .fleet.targetsSecret.key | lower }}
+{{- if or (hasSuffix ".yaml" $key) (hasSuffix ".yml" $key) }}targets.yaml{{ else }}targets.json{{ end }}
+{{- end }}
+
 {{- define "migrate-job.volumeMounts" -}}
 {{- $dir := include "migrate-job.secretsDir" . }}
-{{- if .Values.fleet.enabled }}
+{{- if and .Values.fleet.enabled .Values.fleet.targetsSecret.name }}
 - name: fleet-targets
   mountPath: {{ $dir }}/targets
   readOnly: true
@@ -473,14 +506,14 @@ terminationMessagePolicy: FallbackToLogsOnError
 
 {{/* Secret files are root-owned, group fsGroup (10001) and mode 0440: readable by the runner only. */}}
 {{- define "migrate-job.volumes" -}}
-{{- if .Values.fleet.enabled }}
+{{- if and .Values.fleet.enabled .Values.fleet.targetsSecret.name }}
 - name: fleet-targets
   secret:
     secretName: {{ .Values.fleet.targetsSecret.name }}
     defaultMode: 288  # 0440
     items:
       - key: {{ .Values.fleet.targetsSecret.key }}
-        path: targets.json
+        path: {{ include "migrate-job.targetsFile" .Values }}
 {{- end }}
 {{- if .Values.database.urlAsFile }}
 - name: database-url
