@@ -234,8 +234,8 @@ def _targets_query(
         if catalog is not None:
             # A catalog with no query to run on it is a setting that would be ignored.
             raise ConfigError(
-                "MIGRATE_TARGETS_URL is set but MIGRATE_TARGETS_QUERY is not: it names the "
-                "database the targets query runs on"
+                f"MIGRATE_TARGETS_QUERY is not set, and {catalog.source} names only the "
+                "database that query runs on: set the query, or unset the catalog"
             )
         return None, None
     if file_given:

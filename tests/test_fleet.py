@@ -705,7 +705,7 @@ def test_an_unreachable_catalog_is_exit_3_after_the_wait(tmp_path) -> None:
         ({"DATABASE_URL": ""}, "needs the database it runs on"),
         (
             {"MIGRATE_TARGETS_QUERY": "", "MIGRATE_TARGETS_URL": "postgresql://u@h/c"},
-            "MIGRATE_TARGETS_QUERY is not",
+            "MIGRATE_TARGETS_QUERY is not set, and MIGRATE_TARGETS_URL names",
         ),
         (
             {"MIGRATE_TARGETS_URL": "postgresql://u@h/c", "MIGRATE_TARGETS_URL_FILE": "/x"},

@@ -661,7 +661,7 @@ CHART_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
 # catalog's URL from an existing Secret, as DATABASE_URL is.
 QUERY_OPTIONS: dict[str, tuple[str, Any, str | None]] = {
     "MIGRATE_TARGETS_QUERY": ("fleet.targetsQuery", "SELECT slug AS name, url FROM t", None),
-    "MIGRATE_TARGETS_URL": ("fleet.catalogSecret.name", "tenant-registry", None),
+    "MIGRATE_TARGETS_URL_FILE": ("fleet.catalogSecret.name", "tenant-registry", None),
 }
 
 
@@ -675,8 +675,8 @@ def values_at(path: str, value: Any) -> dict[str, Any]:
 
 # Kubernetes sets JOB_COMPLETION_INDEX in each pod of an Indexed Job, MIGRATE_SHARD_INDEX's
 # default: the chart must not set the variable itself (one value for every pod). The catalog's
-# URL reaches the pod from a Secret as MIGRATE_TARGETS_URL; its _FILE form is for other manifests.
-NOT_SET_BY_THE_CHART = {"MIGRATE_SHARD_INDEX", "MIGRATE_TARGETS_URL_FILE"}
+# URL reaches the pod as a mounted Secret file (MIGRATE_TARGETS_URL_FILE), never in the env.
+NOT_SET_BY_THE_CHART = {"MIGRATE_SHARD_INDEX", "MIGRATE_TARGETS_URL"}
 
 
 def test_the_chart_sets_every_runner_option_and_nothing_else() -> None:
@@ -838,20 +838,26 @@ def test_fleet_mode_takes_the_targets_from_a_query_on_the_catalog(chart, tmp_pat
     job = only(render(chart, values), "Job")
     migrate = container(job)
     env = env_of(migrate)
-    assert env["MIGRATE_TARGETS_URL"] == {"secretKeyRef": {"name": "tenant-registry", "key": "url"}}
     assert "MIGRATE_TARGETS_FILE" not in env and "DATABASE_URL" not in env
-    assert "volumes" not in job["spec"]["template"]["spec"] and "volumeMounts" not in migrate
+    (volume,) = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == "tenant-registry"
+    assert volume["secret"]["items"] == [{"key": "url", "path": "url"}]
+    (mount,) = migrate["volumeMounts"]
+    assert env["MIGRATE_TARGETS_URL_FILE"] == f"{mount['mountPath']}/url"
+    assert mount["readOnly"] is True
     # What the pod gets, the runner reads as the chart meant it.
-    env["MIGRATE_TARGETS_URL"] = "postgresql://u:catalog-Secret@h/registry"
+    url = tmp_path / "url"
+    url.write_text("postgresql://u:catalog-Secret@h/registry")
+    env["MIGRATE_TARGETS_URL_FILE"] = str(url)  # the file the Secret would be mounted as
     env.update(JOB_COMPLETION_INDEX="0", ALEMBIC_CONFIG=ALEMBIC_INI)
     _, settings = parse(["fleet-upgrade"], env)
     assert settings.targets_query == QUERY_OPTIONS["MIGRATE_TARGETS_QUERY"][1]
-    assert settings.catalog is not None and settings.catalog.source == "MIGRATE_TARGETS_URL"
+    assert settings.catalog is not None and "catalog-Secret" in settings.secrets
     assert settings.canary == "early" and settings.shard == Shard(0, 1)
     # No catalog Secret: the query runs on database.*'s database.
     on_database = merged(EXISTING, {"fleet": {"enabled": True, "targetsQuery": "SELECT 1"}})
     env = env_of(container(only(render(chart, on_database), "Job")))
-    assert "MIGRATE_TARGETS_URL" not in env and "DATABASE_URL" in env
+    assert "MIGRATE_TARGETS_URL_FILE" not in env and "DATABASE_URL" in env
 
 
 @pytest.mark.parametrize(

@@ -414,14 +414,9 @@ Argument: dict "scope" "initContainer".
 {{- if $v.fleet.targetsQuery }}
 - name: MIGRATE_TARGETS_QUERY
   value: {{ $v.fleet.targetsQuery | quote }}
-{{- with $v.fleet.catalogSecret }}
-{{- if .name }}
-- name: MIGRATE_TARGETS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .name }}
-      key: {{ .key }}
-{{- end }}
+{{- if $v.fleet.catalogSecret.name }}
+- name: MIGRATE_TARGETS_URL_FILE
+  value: {{ printf "%s/catalog/url" $dir }}
 {{- end }}
 {{- else }}
 - name: MIGRATE_TARGETS_FILE
@@ -489,6 +484,11 @@ in .yaml or .yml keeps it. Argument: .Values.
   mountPath: {{ $dir }}/targets
   readOnly: true
 {{- end }}
+{{- if and .Values.fleet.enabled .Values.fleet.catalogSecret.name }}
+- name: fleet-catalog
+  mountPath: {{ $dir }}/catalog
+  readOnly: true
+{{- end }}
 {{- if .Values.database.urlAsFile }}
 - name: database-url
   mountPath: {{ $dir }}/database
@@ -514,6 +514,15 @@ in .yaml or .yml keeps it. Argument: .Values.
     items:
       - key: {{ .Values.fleet.targetsSecret.key }}
         path: {{ include "migrate-job.targetsFile" .Values }}
+{{- end }}
+{{- if and .Values.fleet.enabled .Values.fleet.catalogSecret.name }}
+- name: fleet-catalog
+  secret:
+    secretName: {{ .Values.fleet.catalogSecret.name }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .Values.fleet.catalogSecret.key }}
+        path: url
 {{- end }}
 {{- if .Values.database.urlAsFile }}
 - name: database-url
