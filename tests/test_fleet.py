@@ -11,6 +11,7 @@ import json
 import random
 import re
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -750,3 +751,22 @@ def test_upgrade_refuses_a_targets_query_too(db) -> None:
     result = run_job("upgrade", "head", env=job_env(db.url, MIGRATE_TARGETS_QUERY=QUERY))
     assert result.code == 2 and "MIGRATE_TARGETS_QUERY is set" in result.final["message"]
     assert db.version() == []
+
+
+def test_sigterm_during_the_targets_query_cancels_it(cluster) -> None:
+    catalog = Database(cluster, cluster.create_database())
+    query = "SELECT 'a' AS name, pg_sleep(60)::text AS url"
+    running = Running("fleet-upgrade", env=job_env(catalog.url, MIGRATE_TARGETS_QUERY=query))
+    running.wait_for("database_ready", timeout=60)
+    active = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = %s"
+    deadline = time.monotonic() + 30
+    while catalog.query(active, query) != [(1,)]:  # the query is on the server
+        assert time.monotonic() < deadline, "the targets query never started"
+        time.sleep(0.05)
+    running.process.send_signal(signal.SIGTERM)
+    result = running.finish(timeout=30)
+
+    assert result.code == 143, result.stdout[-3000:]
+    assert result.final["event"] == "failed" and result.final["error"] == "Interrupted"
+    assert catalog.query(active, query) == [(0,)]  # cancelled, not left running
+    assert not result.named("fleet_started")

@@ -67,7 +67,7 @@ def _read(raw: Any, query: str, timeout: float) -> tuple[list[str], list[tuple[A
             cursor.execute(query)
         except psycopg2.Error as error:
             signum = interrupts.received()
-            if signum is not None:
+            if signum is not None:  # the watcher cancelled it: we were asked to stop
                 raise Interrupted(signum) from None
             if not getattr(error, "pgcode", None):
                 raise  # not the query's fault (the connection went): the failure boundary's
