@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fleet  # bench/fleet.py: this directory is sys.path[0] when run.py runs
+
 REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 600.0
 TOOLS = ("runner", "alembic")
@@ -50,6 +52,7 @@ TOOL_NAMES = {
     "floor": "floor",
     "mysql floor": "floor (PyMySQL)",
     "floor group": "runner + floor waiters",
+    "separate": "separate runs",
 }
 
 
@@ -461,6 +464,21 @@ class Bench:
         self.checks: list[str] = []
 
     # helpers ---------------------------------------------------------------------------------
+    log = staticmethod(log)
+
+    @property
+    def work_iterations(self) -> int:
+        """Runs per fleet scenario with work: each is hundreds of processes (bench/fleet.py)."""
+        return max(1, self.iterations // 5)
+
+    @staticmethod
+    def head(count: int) -> str:
+        return revision_id(count)
+
+    @staticmethod
+    def void(message: str) -> None:
+        raise BenchError(message)
+
     def sample(self, scenario: str, tool: str) -> Sample:
         return self.samples.setdefault((scenario, tool), Sample())
 
@@ -794,6 +812,35 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
             Row(s, "runner", "s", (s, "alembic"), "bare", limit, target=target, headline=judged),
             Row(s, "alembic", "s"),
         ]
+    result += _per_revision_rows(sizes) + _concurrency_rows(sizes)
+    for s, limit in (
+        ("wake-up: server accepting -> database_ready", 1.0),
+        (WAKE_NOTIFIED, 0.5),
+    ):
+        result.append(Row(s, "runner", "s", None, "", limit, True, f"median ≤ {limit:g} s"))
+    result.append(Row(WAKE_UNANNOUNCED, "runner", "s"))  # polled: at most a second apart
+    s = "startup: spawn -> first log line (no-op runs)"
+    result += [
+        Row(s, "runner", "s", (s, "alembic"), "bare", 0.150, True, "≤ 150 ms (every run)", "max"),
+        Row(s, "alembic", "s"),
+    ]
+    result += fleet_rows(sizes)
+    for kind, counts, mib in (("no-op", sizes["noop"], 25), ("full run", sizes["apply"], 100)):
+        for count in counts:
+            s = f"peak RSS, {kind}, {count} revisions"
+            target = f"≤ {mib} MiB (every run)"
+            noop = kind == "no-op"
+            result.append(
+                Row(s, "runner", "MiB", (s, "alembic"), "bare", mib, True, target, "max", noop)
+            )
+            result += [Row(s, "floor", "MiB")] * noop + [Row(s, "alembic", "MiB")]
+    return result
+
+
+def _per_revision_rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
+    if not sizes["apply"]:
+        return []
+    result: list[Row] = []
     small, large = min(sizes["apply"]), max(sizes["apply"])
     per_revision = "apply: time per revision (median gap), {}-chain"
     for tool in TOOLS:
@@ -806,6 +853,13 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
                 1.20 if runner else None, target=f"flat: ≤ 1.20x the {small}-chain" * runner,
             ),
         ]  # fmt: skip
+    return result
+
+
+def _concurrency_rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
+    if not sizes["concurrency"]:
+        return []
+    result: list[Row] = []
     count = sizes["concurrency_revisions"][0]
     one = (f"concurrency: 1 runner, {count} rev.", "runner")
     biggest = max(sizes["concurrency"])
@@ -820,26 +874,39 @@ def rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
         else:
             result.append(Row(s, "runner", "s", one, "1 runner"))
     result.append(Row(floor[0], "floor group", "s", one, "1 runner"))  # what no runner can beat
-    for s, limit in (
-        ("wake-up: server accepting -> database_ready", 1.0),
-        (WAKE_NOTIFIED, 0.5),
-    ):
-        result.append(Row(s, "runner", "s", None, "", limit, True, f"median ≤ {limit:g} s"))
-    result.append(Row(WAKE_UNANNOUNCED, "runner", "s"))  # polled: at most a second apart
-    s = "startup: spawn -> first log line (no-op runs)"
+    return result
+
+
+def fleet_rows(sizes: dict[str, Sequence[int]]) -> list[Row]:
+    """The fleet's rows (bench/fleet.py): at head against one run per target, the scaling with
+    MIGRATE_PARALLEL, and peak RSS at the largest fleet against the smallest."""
+    if not sizes["fleet_at_head"]:
+        return []
+    small, large = min(sizes["fleet_at_head"]), max(sizes["fleet_at_head"])
+    separate = (fleet.SEPARATE.format(large, sizes["fleet_separate"][0]), "separate")
+    result = [
+        Row(fleet.AT_HEAD.format(small), "runner", "s"),
+        Row(
+            fleet.AT_HEAD.format(large), "runner", "s", separate, "separate runs", 0.05,
+            target="≤ 0.05x one run per target",
+        ),
+        Row(separate[0], "separate", "s"),
+    ]  # fmt: skip
+    count, parallels = sizes["fleet_work"][0], sizes["fleet_parallel"]
+    one = (fleet.WORK.format(count, parallels[0]), "runner")
+    result.append(Row(one[0], "runner", "s"))
     result += [
-        Row(s, "runner", "s", (s, "alembic"), "bare", 0.150, True, "≤ 150 ms (every run)", "max"),
-        Row(s, "alembic", "s"),
+        Row(fleet.WORK.format(count, p), "runner", "s", one, f"parallel {parallels[0]}")
+        for p in parallels[1:]
     ]
-    for kind, counts, mib in (("no-op", sizes["noop"], 25), ("full run", sizes["apply"], 100)):
-        for count in counts:
-            s = f"peak RSS, {kind}, {count} revisions"
-            target = f"≤ {mib} MiB (every run)"
-            noop = kind == "no-op"
-            result.append(
-                Row(s, "runner", "MiB", (s, "alembic"), "bare", mib, True, target, "max", noop)
-            )
-            result += [Row(s, "floor", "MiB")] * noop + [Row(s, "alembic", "MiB")]
+    rss = (fleet.RSS.format(small), "runner")
+    result += [
+        Row(rss[0], "runner", "MiB"),
+        Row(
+            fleet.RSS.format(large), "runner", "MiB", rss, f"{small} targets", 1.5,
+            target=f"≤ 1.5x at {small} targets",
+        ),
+    ]  # fmt: skip
     return result
 
 
@@ -995,11 +1062,15 @@ def report(
     ]
     if args.note:
         parts += [args.note, ""]
+    if any(j.row.headline for j in judged):
+        parts += [
+            "Targets of the runner redesign (issue 13), each against a reference measured in "
+            "this run:",
+            "",
+            headline(judged),
+            "",
+        ]
     parts += [
-        "Targets of the runner redesign (issue 13), each against a reference measured in this run:",
-        "",
-        headline(judged),
-        "",
         "Every scenario:",
         "",
         table(judged),
@@ -1043,6 +1114,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--title", default="Results", help="the run's section heading")
     parser.add_argument("--note", default="", help="a paragraph to put above the table")
+    parser.add_argument(
+        "--only", choices=("runner", "fleet"), help="only the single-database or fleet scenarios"
+    )
     args = parser.parse_args(argv)
     if args.prepend and not args.output:
         parser.error("--prepend needs --output")
@@ -1067,23 +1141,46 @@ def _without_note(argv: Sequence[str]) -> list[str]:
     return shown
 
 
+SIZES: dict[str, Sequence[int]] = {
+    "noop": (5, 300),
+    "noop_mariadb": (5,),
+    "apply": (50, 300),
+    "concurrency": (1, 4, 16),
+    "concurrency_revisions": (50,),
+    "fleet_at_head": (10, 1000),  # schema targets; peak RSS compares the two
+    "fleet_separate": (100,),  # single runs measured for the 1,000-target reference
+    "fleet_work": (200,),
+    "fleet_parallel": (1, 2, 4, 8),
+}
+# The CI smoke run: every scenario once, small.
+SIZES_QUICK: dict[str, Sequence[int]] = {
+    **SIZES,
+    "fleet_at_head": (10, 50),
+    "fleet_separate": (5,),
+    "fleet_work": (4,),
+    "fleet_parallel": (1, 2),
+}
+
+
 def benchmark(
     args: argparse.Namespace, root: Path, spawner: Spawner, cluster: Any, mariadb: Any
 ) -> str:
-    sizes: dict[str, Sequence[int]] = {
-        "noop": (5, 300),
-        "noop_mariadb": (5,),
-        "apply": (50, 300),
-        "concurrency": (1, 4, 16),
-        "concurrency_revisions": (50,),
-    }
+    sizes = SIZES_QUICK if args.quick else SIZES
+    if args.only == "fleet":
+        sizes = {**{key: () for key in sizes}, **{k: v for k, v in sizes.items() if "fleet" in k}}
+    elif args.only == "runner":
+        sizes = {**sizes, "fleet_at_head": ()}
     started, load_before = time.monotonic(), os.getloadavg()
     runtime = build_runtime(root)
-    counts = sorted({*sizes["noop"], *sizes["apply"], *sizes["concurrency_revisions"]})
+    counts = sorted(
+        {*sizes["noop"], *sizes["apply"], *sizes["concurrency_revisions"]}
+        | ({1, 5} if sizes["fleet_at_head"] else set())
+    )
     scripts = {count: generate_scripts(root, count, runtime) for count in counts}
     log(f"generated script directories: {', '.join(map(str, counts))} revisions")
     cluster.start()
-    mariadb.start()
+    if sizes["noop_mariadb"]:
+        mariadb.start()
     bench = Bench(cluster, spawner, runtime, scripts, args.iterations, mariadb=mariadb)
     for count in sizes["noop"]:
         bench.noop(count)
@@ -1091,9 +1188,15 @@ def benchmark(
         bench.noop_mariadb(count)
     for count in sizes["apply"]:
         bench.apply(count)
-    bench.concurrency(sizes["concurrency_revisions"][0], sizes["concurrency"])
-    bench.wake_on_database_start(min(scripts))
-    bench.wake_on_lock_release(min(scripts))
+    if sizes["concurrency"]:
+        bench.concurrency(sizes["concurrency_revisions"][0], sizes["concurrency"])
+        bench.wake_on_database_start(min(scripts))
+        bench.wake_on_lock_release(min(scripts))
+    if sizes["fleet_at_head"]:
+        largest = max(sizes["fleet_at_head"])
+        for count in sizes["fleet_at_head"]:
+            fleet.at_head(bench, count, sizes["fleet_separate"][0] if count == largest else 0)
+        fleet.with_work(bench, sizes["fleet_work"][0], tuple(sizes["fleet_parallel"]))
     info = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "duration": time.monotonic() - started,

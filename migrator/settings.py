@@ -23,7 +23,7 @@ LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 HISTORY_MODES = ("on", "off")
 VERIFY_MODES = ("warn", "strict")
-AHEAD_MODES = ("accept", "error")
+AHEAD_MODES = ("accept", "error", "assume")
 ON_ERROR = ("continue", "stop")
 # The variables only fleet-upgrade reads (and whose flags only it accepts).
 FLEET_OPTIONS = (
@@ -69,7 +69,7 @@ OPTIONS = (
     Option("MIGRATE_HISTORY", "--history", "on or off: record runs in migrate_job", "on"),
     Option("MIGRATE_VERIFY", "--verify", "warn or strict: applied revision files edited", "warn"),
     Option(
-        "MIGRATE_DATABASE_AHEAD", "--database-ahead", "accept or error: database ahead", "accept"
+        "MIGRATE_DATABASE_AHEAD", "--database-ahead", "accept, error or assume: db ahead", "accept"
     ),
     Option("MIGRATE_TARGETS_FILE", "--targets-file", "fleet-upgrade: JSON or YAML file of targets"),
     Option("MIGRATE_TARGETS_QUERY", "--targets-query", "fleet-upgrade: SQL listing the targets"),
@@ -105,7 +105,7 @@ class Settings(NamedTuple):
     log_level: str
     history: str = "on"  # record runs and lineage in the migrate_job schema (history.py), or off
     verify: str = "warn"  # an applied revision file edited since: warn, or strict (exit 2)
-    database_ahead: str = "accept"  # a database proven ahead of the image: accept, or error
+    database_ahead: str = "accept"  # ahead of the image: accept proven, error, or assume unproven
     # fleet-upgrade: None unless MIGRATE_TARGETS_FILE is set.
     targets: tuple[Target, ...] | None = None
     parallel: int = 4

@@ -770,3 +770,59 @@ def test_sigterm_during_the_targets_query_cancels_it(cluster) -> None:
     assert result.final["event"] == "failed" and result.final["error"] == "Interrupted"
     assert catalog.query(active, query) == [(0,)]  # cancelled, not left running
     assert not result.named("fleet_started")
+
+
+def test_schema_targets_at_head_are_read_in_one_pass_on_one_connection(cluster, tmp_path) -> None:
+    """Every release checks every tenant: schema targets at head cost the fleet one connection
+    together, not one each; a target behind, or without a version table, still does its work."""
+    db = Database(cluster, cluster.create_database())
+    schemas = [f"tenant_{i}" for i in range(7)]
+    for schema in schemas:
+        db.query(f"CREATE SCHEMA {schema}")
+    entries = [{"name": schema, "schema": schema} for schema in schemas]
+    env = {"DATABASE_URL": db.url, "MIGRATE_PARALLEL": "6"}
+    behind = fleet_env(targets_file(tmp_path / "six.json", entries[:6]), **env)
+    assert run_job("fleet-upgrade", REVISIONS[-2], env=behind, timeout=180).code == 0
+    at_head = fleet_env(targets_file(tmp_path / "five.json", entries[:5]), **env)
+    assert run_job("fleet-upgrade", env=at_head, timeout=180).code == 0
+
+    db.query(f"ALTER DATABASE \"{db.name}\" SET log_statement = 'all'")
+    log = db.cluster.root / "log"
+    start = log.stat().st_size
+    result = run_job("fleet-upgrade", env=at_head, timeout=60)
+    assert result.code == 0, result.stdout[-3000:]
+    assert result.one("fleet_finished")["at_head"] == 5
+    assert len(result.named("nothing_to_do")) == 5
+    with log.open("rb") as file:
+        file.seek(start)
+        statements = [line for line in file.read().decode().splitlines() if "statement:" in line]
+    # The server's default log_line_prefix names each session's process: one session read all.
+    sessions = {line.split("[", 1)[1].split("]", 1)[0] for line in statements}
+    assert len(sessions) == 1, statements
+    assert any("UNION ALL" in line and "tenant_4" in line for line in statements), statements
+
+    everyone = fleet_env(targets_file(tmp_path / "seven.json", entries), **env)
+    result = run_job("fleet-upgrade", env=everyone, timeout=180)
+    assert result.code == 0, result.stdout[-3000:]
+    summary = result.one("fleet_finished")
+    assert (summary["at_head"], summary["migrated"]) == (5, 2)
+    assert {e["target"] for e in result.named("target_job_started")} == {"tenant_5", "tenant_6"}
+    for schema in schemas:
+        assert db.query(f"SELECT version_num FROM {schema}.alembic_version") == [(HEAD,)]
+
+    # A pass that fails costs speed only: every target then reads its own version table.
+    db.query("CREATE SCHEMA tenant_7")
+    db.query("CREATE TABLE tenant_7.alembic_version (id integer)")  # not Alembic's
+    entries.append({"name": "tenant_7", "schema": "tenant_7"})
+    odd = fleet_env(targets_file(tmp_path / "eight.json", entries), **env)
+    result = run_job("fleet-upgrade", env=odd, timeout=180)
+    assert "version_num" in result.one("schema_pass_skipped")["reason"]
+    summary = result.one("fleet_finished")
+    assert (summary["at_head"], summary["failed"]) == (7, 1), result.stdout[-3000:]
+    assert result.code == 9
+    failed = result.one("target_failed")
+    assert (failed["target"], failed["exit_code"], failed["error"]) == (
+        "tenant_7",
+        2,
+        "DatabaseRejected",
+    )

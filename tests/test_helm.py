@@ -68,14 +68,26 @@ def render_files(
     return chart.render(values, name=RELEASE, namespace=NAMESPACE, **options)
 
 
+ONE_OFF = "templates/one-off.yaml"  # never installed with the release (README: One-off commands)
+
+
 def render(
-    chart: helm_python.Chart, values: dict[str, Any], **options: Any
+    chart: helm_python.Chart, values: dict[str, Any], *, one_off: bool = False, **options: Any
 ) -> list[dict[str, Any]]:
+    """The release's documents; with `one_off`, the one-off Job's too."""
     docs: list[dict[str, Any]] = []
     for path, text in render_files(chart, values, **options).items():
-        if not path.endswith("NOTES.txt"):
+        if not path.endswith("NOTES.txt") and (one_off or not path.endswith(ONE_OFF)):
             docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return docs
+
+
+def one_off_job(chart: helm_python.Chart, values: dict[str, Any]) -> dict[str, Any]:
+    """What `helm template --show-only templates/one-off.yaml` prints."""
+    files = render_files(chart, values)
+    (text,) = [text for path, text in files.items() if path.endswith(ONE_OFF) and text.strip()]
+    (job,) = [doc for doc in yaml.safe_load_all(text) if doc]
+    return job
 
 
 def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -114,7 +126,7 @@ def test_the_shared_value_sets_are_there() -> None:
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_document_validates_strictly(chart, value_set, kube_version) -> None:
-    docs = render(chart, VALUE_SETS[value_set])
+    docs = render(chart, VALUE_SETS[value_set], one_off=True)
     assert any(doc["kind"] == "Job" for doc in docs)
     for doc in docs:
         kubernetes_validate.validate(doc, kube_version, strict=True)
@@ -896,3 +908,63 @@ def test_a_yaml_targets_key_keeps_its_suffix_and_the_canary_may_be_a_group(chart
         chart.validate_schema(merged(FLEET, {"fleet": {"canary": "two words"}}))
     with pytest.raises(helm_python.HelmValuesError):
         chart.validate_schema(merged(FLEET, {"fleet": {"catalogSecret": {"nam": "x"}}}))
+
+
+# ---------------------------------------------------------------- one-off commands
+
+
+def test_a_one_off_job_runs_its_command_with_the_release_settings_and_no_retries(chart) -> None:
+    values = merged(EXISTING, {"runner": {"history": "on"}, "oneOff": {"args": ["status"]}})
+    job = one_off_job(chart, values)
+    release = only(render(chart, values), "Job")
+    assert container(release)["args"] == ["upgrade", "head"]  # the release's Job is unchanged
+    name = job["metadata"]["name"]
+    assert re.fullmatch(rf"{RELEASE}-migrate-job-status-[a-z0-9]{{6}}", name), name
+    assert one_off_job(chart, values)["metadata"]["name"] != name  # each rendering a new Job
+    assert "annotations" not in job["metadata"]  # not a hook: Helm never runs or deletes it
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["ttlSecondsAfterFinished"]) == (0, 3600)
+    assert "podFailurePolicy" not in spec
+    one_off, migrate = container(job), container(release)
+    assert one_off["args"] == ["status"]
+    assert one_off["env"] == migrate["env"] and one_off["image"] == migrate["image"]
+    assert one_off["securityContext"] == migrate["securityContext"]
+    assert job["spec"]["template"]["spec"] == {
+        **release["spec"]["template"]["spec"],
+        "containers": [{**migrate, "args": ["status"]}],
+    }
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_no_one_off_job_without_its_args(chart) -> None:
+    files = render_files(chart, EXISTING)
+    assert not any(text.strip() for path, text in files.items() if path.endswith(ONE_OFF))
+
+
+def test_a_one_off_job_in_fleet_mode_runs_on_the_one_database(chart) -> None:
+    values = merged(FLEET, EXISTING, {"oneOff": {"args": ["current"]}})
+    migrate = container(one_off_job(chart, values))
+    env = env_of(migrate)
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "app-database", "key": "url"}}
+    assert "MIGRATE_TARGETS_FILE" not in env and "volumeMounts" not in migrate
+    assert migrate["args"] == ["current"]
+    with pytest.raises(helm_python.HelmRenderError, match="no database credentials"):
+        render_files(chart, merged(FLEET, {"oneOff": {"args": ["current"]}}))
+
+
+def test_a_one_off_job_refuses_the_secret_helm_deletes_after_the_hook(chart) -> None:
+    values = {"database": {"url": URL}, "oneOff": {"args": ["status"]}}
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape("use database.existingSecret")):
+        render_files(chart, values)
+    plain = one_off_job(chart, {**values, "useHelmHooks": False})  # the Secret is a release's
+    assert URL not in yaml.safe_dump(plain)
+
+
+@pytest.mark.parametrize("command", ["downgrade", "stamp"])
+def test_notes_warn_when_every_upgrade_would_run_a_downgrade_or_stamp(chart, command) -> None:
+    values = merged(EXISTING, {"args": [command, "-1" if command == "downgrade" else "head"]})
+    notes = render_files(chart, values)["migrate-job/templates/NOTES.txt"]
+    assert notes.lstrip().startswith(f"WARNING: args runs `{command}`")
+    assert "oneOff.args" in notes
+    assert "WARNING" not in render_files(chart, EXISTING)["migrate-job/templates/NOTES.txt"]

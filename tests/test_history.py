@@ -450,8 +450,37 @@ def test_ahead_without_history_is_not_proven_and_exits_2_saying_why(
     assert result.code == 2, result.stdout
     message = result.final["message"]
     assert "cannot be proven" in message and "records no parents for 6f7a8b9ca0b5" in message
-    assert "MIGRATE_DATABASE_AHEAD" in message and NEWER in message
+    assert "MIGRATE_DATABASE_AHEAD=assume" in message and NEWER in message
     assert not result.named("database_ahead")
+
+    # await-head says the same at once: no wait can prove it (the timeout is beyond the test's).
+    waited = run_job("await-head", env=job_env(db.url, MIGRATE_AWAIT_TIMEOUT="600"), timeout=30)
+    assert waited.code == 2, waited.stdout
+    assert "may be ahead" in waited.final["message"]
+    assert waited.final["unknown"] == [NEWER] and "records no parents" in waited.final["reason"]
+    assert db.version() == [NEWER]
+
+
+def test_assume_accepts_an_unproven_database_ahead_and_says_it_is_unproven(
+    db: Database, project: Path
+) -> None:
+    newer = with_config(db.url, newer_project(project) / "alembic.ini")
+    assert run_job("upgrade", "head", env=newer).code == 0
+    db.query("DROP SCHEMA migrate_job CASCADE")
+    assumed = job_env(db.url, MIGRATE_DATABASE_AHEAD="assume", MIGRATE_AWAIT_TIMEOUT="600")
+    for command in ("upgrade", "await-head", "status"):
+        result = run_job(command, env=assumed, timeout=30)
+        assert result.code == 0, result.stdout
+        ahead = result.one("database_ahead")
+        assert (ahead["ahead"], ahead["proven"]) == ([NEWER], False), command
+        assert "records no parents" in ahead["reason"]
+    assert result.one("status")["verdict"] == "ahead"
+    assert db.version() == [NEWER]
+    # A database behind the image is still migrated: assume is about unknown revisions only.
+    assert run_job("downgrade", REVISIONS[-2], env=newer).code == 0
+    result = run_job("upgrade", "head", env=assumed)
+    assert result.code == 0, result.stdout
+    assert db.version() == [HEAD] and result.final["applied"] == 1
 
 
 def test_a_database_on_another_branch_is_not_ahead(db: Database, project: Path) -> None:

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import HEAD, REVISIONS, Running, finish, job_env, run_job, start_job
+from tests.conftest import (
+    HEAD,
+    REVISIONS,
+    Running,
+    add_revision,
+    finish,
+    job_env,
+    run_job,
+    start_job,
+)
 
 
 @contextmanager
@@ -73,3 +82,23 @@ def test_four_runners_at_once_migrate_one_file_exactly_once(tmp_path: Path) -> N
     started = [e["revision"] for r in results for e in r.named("migration_started")]
     assert sorted(started) == sorted(REVISIONS), "each revision applied exactly once"
     assert version(database) == [HEAD]
+
+
+def test_a_database_ahead_without_history_refuses_at_once_unless_assumed(
+    tmp_path: Path, project: Path
+) -> None:
+    """SQLite keeps no run history (as MySQL): an older image cannot prove the database ahead,
+    so await-head says so at once (exit 2) instead of waiting out its timeout."""
+    database = tmp_path / "app.db"
+    add_revision(project, "a1b2c3d4e5f6", HEAD, "pass")
+    newer = job_env(f"sqlite:///{database}", ALEMBIC_CONFIG=str(project / "alembic.ini"))
+    assert run_job("upgrade", "head", env=newer).code == 0
+    older = job_env(f"sqlite:///{database}", MIGRATE_AWAIT_TIMEOUT="600")
+    waited = run_job("await-head", env=older, timeout=30)
+    assert waited.code == 2, waited.stdout
+    assert "may be ahead" in waited.final["message"]
+    assert "there is no run history" in waited.final["reason"]
+    assumed = run_job("await-head", env={**older, "MIGRATE_DATABASE_AHEAD": "assume"}, timeout=30)
+    assert assumed.code == 0, assumed.stdout
+    assert assumed.one("database_ahead")["proven"] is False
+    assert version(database) == ["a1b2c3d4e5f6"]

@@ -51,12 +51,16 @@ def stamp(job: Job) -> None:
     _change(job, "stamp")
 
 
-def at_head(job: Job) -> bool:
+def at_head(job: Job, current: list[str] | None = None) -> bool:
     """`upgrade`'s fast path alone: whether the database is already at the recorded head (one
     connection, one query, the driver alone; then `nothing_to_do` is logged, as upgrade does).
-    False when that cannot be told so cheaply: then only `upgrade` itself can say."""
+    False when that cannot be told so cheaply: then only `upgrade` itself can say. `current`:
+    the revisions already read (a fleet reads its schema targets' in one pass), where a
+    failed revision cannot be left half-applied (transactional DDL)."""
     if not job.targets_recorded_head(job.request.revision or "head"):
         return False
+    if current is not None and job.backend.transactional_ddl:
+        return _done(job, current)
     with connected(job) as raw:
         return _finish_if_done(job, raw)
 
@@ -144,6 +148,12 @@ def _finish_if_done(job: Job, raw: Raw) -> bool:
         return False
     if halfapplied.read(job.backend, raw, job.ini.versions) is not None:
         return False  # a failed downgrade may leave the version at head: the lock path refuses
+    return _done(job, current)
+
+
+def _done(job: Job, current: list[str]) -> bool:
+    if current != job.known_heads:
+        return False
     job.outcome.revisions_before = job.outcome.revisions_after = current
     job.log.info("nothing_to_do", current=current)
     return True

@@ -112,11 +112,29 @@ def _ahead(  # noqa: PLR0917 - the facts _guard gathered
                 job.log.info("nothing_to_do", current=current)
             return
         why = verdict.reason or "no proof"
+    unproven(job, current, heads, unknown, why)
+    job.log.info("nothing_to_do", current=current)
+
+
+def unproven(job: Job, current: list[str], heads: list[str], unknown: list[str], why: str) -> None:
+    """A revision the scripts do not know, and no proof that it is ahead: accepted only with
+    MIGRATE_DATABASE_AHEAD=assume (the user's word, logged as such); RevisionError otherwise."""
+    if job.settings.database_ahead == "assume":
+        job.log.warning(
+            "database_ahead",
+            current=current,
+            heads=heads,
+            ahead=unknown,
+            count=len(unknown),
+            proven=False,
+            reason=why,
+        )
+        return
     raise RevisionError(
         f"the database's version table holds {', '.join(unknown)}, which this image's "
         "migrations do not contain. The database may be ahead of this image (migrated by a "
-        f"newer one), but that cannot be proven: {why}. A database proven ahead is accepted "
-        "(MIGRATE_DATABASE_AHEAD, README: Database ahead of the image); otherwise deploy the "
+        f"newer one), but that cannot be proven: {why}. MIGRATE_DATABASE_AHEAD=assume treats "
+        "it as ahead without proof (README: Database ahead of the image); otherwise deploy the "
         "image that migrated it, or, if the version table was edited, find the revision the "
         "schema really matches and run `stamp --purge <revision>`",
         unknown=unknown,
@@ -124,13 +142,29 @@ def _ahead(  # noqa: PLR0917 - the facts _guard gathered
     )
 
 
-def proven_ahead(job: Job, raw: Raw, current: list[str]) -> bool:
-    """await-head: whether the recorded lineage alone (the scripts are not loaded) proves the
-    database ahead of the image; `database_ahead` then, or RevisionError if that is refused."""
+def await_ahead(job: Job, raw: Raw, current: list[str]) -> bool:
+    """await-head, on revisions other than the image's heads: True when the database is ahead
+    (proven by the recorded lineage, or assumed), False when it is behind (keep waiting), and
+    RevisionError when it holds a revision this image does not know and that is not accepted:
+    no wait can change that, so it is said at once rather than at the timeout."""
     if not current:
         return False
-    verdict = ahead_verdict(job, raw, current, job.heads)
-    return verdict.proven and report_ahead(job, current, job.heads, verdict.ahead)
+    off = "MIGRATE_HISTORY=off" if job.settings.history == "off" else None
+    reason = job.backend.no_history or off
+    if reason is None:
+        verdict = ahead_verdict(job, raw, current, job.heads)
+        if verdict.proven:
+            return report_ahead(job, current, job.heads, verdict.ahead)
+        why = verdict.reason or "no proof"
+    else:
+        why = f"there is no run history ({reason})"
+    from migrator.project import unknown_revisions
+
+    unknown = unknown_revisions(job.project, current)
+    if not unknown:
+        return False
+    unproven(job, current, job.heads, unknown, why)
+    return True
 
 
 def ahead_verdict(
@@ -160,7 +194,9 @@ def scripts_known(job: Job) -> lineage.Known:
 
 def report_ahead(job: Job, current: list[str], heads: list[str], ahead: list[str]) -> bool:
     """`database_ahead`; True when that is accepted, RevisionError when the setting refuses."""
-    job.log.warning("database_ahead", current=current, heads=heads, ahead=ahead, count=len(ahead))
+    job.log.warning(
+        "database_ahead", current=current, heads=heads, ahead=ahead, count=len(ahead), proven=True
+    )
     if job.settings.database_ahead == "accept":
         return True
     raise RevisionError(

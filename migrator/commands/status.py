@@ -12,7 +12,8 @@ from migrator import halfapplied, project
 from migrator.backends import Raw
 from migrator.commands import Job, connected
 from migrator.errors import NotUpToDate
-from migrator.verdict import AHEAD, PENDING, UNKNOWN_REVISION, verdict
+from migrator.lineage import Verdict
+from migrator.verdict import AHEAD, PENDING, verdict
 
 
 def status(job: Job) -> None:
@@ -21,7 +22,7 @@ def status(job: Job) -> None:
         record = halfapplied.read(job.backend, raw, job.ini.versions)
         at_recorded_heads = job.known_heads is not None and current == job.known_heads
         unknown = [] if at_recorded_heads else project.unknown_revisions(job.project, current)
-        ahead = _ahead(job, raw, current) if unknown else None
+        lineage = _lineage(job, raw, current) if unknown else None
     # MySQL: a revision that failed halfway is reported (upgrade would refuse), not failed on.
     half = None if record is None else record.details
     job.outcome.revisions_before = job.outcome.revisions_after = current
@@ -31,21 +32,17 @@ def status(job: Job) -> None:
         _report(job, current, job.known_heads or [], unknown=[], pending=[], half_applied=half)
         return
     heads = sorted(job.project.heads)
-    if ahead is not None:
-        _report(job, current, heads, unknown=unknown, pending=[], half_applied=half, ahead=ahead)
-        return
     # With an unknown revision there is nothing to plan from: Alembic cannot walk from it.
     pending = None if unknown else project.pending(job.project, current, "heads")
-    _report(job, current, heads, unknown=unknown, pending=pending, half_applied=half)
+    _report(job, current, heads, unknown=unknown, pending=pending, half_applied=half, ahead=lineage)
 
 
-def _ahead(job: Job, raw: Raw, current: list[str]) -> list[str] | None:
-    """The revisions the database is proven ahead by (recording.py), or None: not proven."""
+def _lineage(job: Job, raw: Raw, current: list[str]) -> Verdict:
+    """Whether the recorded lineage proves the database ahead (recording.py), and if not, why."""
     from migrator.commands.recording import ahead_verdict, scripts_known
 
     heads = sorted(job.project.heads)
-    verdict = ahead_verdict(job, raw, current, heads, scripts_known(job))
-    return verdict.ahead if verdict.proven else None
+    return ahead_verdict(job, raw, current, heads, scripts_known(job))
 
 
 def _report(
@@ -56,13 +53,16 @@ def _report(
     unknown: list[str],
     pending: list[dict[str, Any]] | None,
     half_applied: dict[str, Any] | None,
-    ahead: list[str] | None = None,
+    ahead: Verdict | None = None,
 ) -> None:
-    """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown; ahead with
-    MIGRATE_DATABASE_AHEAD=error)."""
-    found = verdict(unknown=unknown, pending=pending, ahead=ahead is not None)
-    listed = None if pending is None else [_entry(step) for step in pending]
-    extra = {} if ahead is None else {"ahead": ahead}
+    """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown, unless proven
+    ahead or MIGRATE_DATABASE_AHEAD=assume; ahead with MIGRATE_DATABASE_AHEAD=error)."""
+    assumed = job.settings.database_ahead == "assume"
+    found = verdict(
+        unknown=unknown, pending=pending, ahead=ahead is not None and (ahead.proven or assumed)
+    )
+    listed = [] if found == AHEAD else None if pending is None else [_entry(s) for s in pending]
+    extra = {} if found != AHEAD or ahead is None else {"ahead": ahead.ahead or unknown}
     job.log.info(
         "status",
         current=current,
@@ -73,12 +73,13 @@ def _report(
         half_applied=half_applied,
         **extra,
     )
-    if found == AHEAD and ahead is not None:
-        from migrator.commands.recording import report_ahead
+    if ahead is not None:
+        from migrator.commands.recording import report_ahead, unproven
 
-        report_ahead(job, current, heads, ahead)
-    if found == UNKNOWN_REVISION:
-        project.refuse_unknown(job.project, current)
+        if ahead.proven:
+            report_ahead(job, current, heads, ahead.ahead)
+        else:
+            unproven(job, current, heads, unknown, ahead.reason or "no proof")
     if found == PENDING and listed:
         revisions = [step["revision"] for step in listed]
         command = "upgrade head" if len(heads) == 1 else "upgrade heads"

@@ -62,12 +62,11 @@ def await_head(job: Job) -> None:
 
 
 def _ahead(job: Job, raw: Raw, found: list[str]) -> bool:
-    """Whether the database is proven ahead of this image: then it is as good as at head."""
-    if job.backend.no_history is not None or job.settings.history == "off":
-        return False  # nothing to read: the history module is not even loaded
-    from migrator.commands.recording import proven_ahead
+    """Whether the database is ahead of this image: then it is as good as at head (recording.py
+    says when; it raises when the database holds a revision this image cannot accept)."""
+    from migrator.commands.recording import await_ahead
 
-    return proven_ahead(job, raw, found)
+    return await_ahead(job, raw, found)
 
 
 def _pause(pauses: Iterator[float], current: list[str] | None, heads: list[str]) -> None:

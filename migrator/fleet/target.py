@@ -44,8 +44,11 @@ _RUN_JOB = "from migrator.cli import run; run()"
 _FINAL = ("finished", "failed")
 
 
-def migrate_target(job: Job, target: Target, log: Log, children: Children) -> Result:
-    """Migrate `target` as `job` (the fleet's) asks; every outcome is a Result, never a raise."""
+def migrate_target(
+    job: Job, target: Target, log: Log, children: Children, current: list[str] | None = None
+) -> Result:
+    """Migrate `target` as `job` (the fleet's) asks; every outcome is a Result, never a raise.
+    `current`: its revisions, when the fleet has read them already (schemas.py)."""
     started = time.monotonic()
     log.info("target_started", database=target.database.redacted)
     settings = job.settings._replace(
@@ -53,7 +56,7 @@ def migrate_target(job: Job, target: Target, log: Log, children: Children) -> Re
     )
     own = job.for_database(settings, log)
     try:
-        if at_head(own):
+        if at_head(own, current):
             return _finished(log, target.name, started, {"applied": 0, **_revisions(own)})
         if target.schema is not None:
             _require_schema(own, target.schema)

@@ -304,55 +304,60 @@ podFailurePolicy:
   {{- . | nindent 2 }}
 {{- end }}
 template:
-  metadata:
-    labels:
-      {{- include "migrate-job.podLabels" . | trim | nindent 6 }}
-    {{- with include "migrate-job.podAnnotations" . | trim }}
-    annotations:
-      {{- . | nindent 6 }}
-    {{- end }}
-  spec:
-    restartPolicy: Never
-    automountServiceAccountToken: false
-    enableServiceLinks: false
-    {{- with .Values.serviceAccountName }}
-    serviceAccountName: {{ . }}
-    {{- end }}
-    {{- with .Values.imagePullSecrets }}
-    imagePullSecrets:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .Values.podSecurityContext }}
-    securityContext:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    containers:
-      - name: migrate
-        {{- include "migrate-job.container" (dict "scope" . "initContainer" false) | nindent 8 }}
-        {{- with include "migrate-job.args" . | trim }}
-        args:
-          {{- . | nindent 10 }}
-        {{- end }}
-        {{- with include "migrate-job.volumeMounts" . | trim }}
-        volumeMounts:
-          {{- . | nindent 10 }}
-        {{- end }}
-    {{- with include "migrate-job.volumes" . | trim }}
-    volumes:
-      {{- . | nindent 6 }}
-    {{- end }}
-    {{- with .Values.nodeSelector }}
-    nodeSelector:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .Values.tolerations }}
-    tolerations:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .Values.affinity }}
-    affinity:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
+  {{- include "migrate-job.podTemplate" . | nindent 2 }}
+{{- end }}
+
+{{/* The pod of the migration Job, and of a one-off Job (one-off.yaml, with its own scope). */}}
+{{- define "migrate-job.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "migrate-job.podLabels" . | trim | nindent 4 }}
+  {{- with include "migrate-job.podAnnotations" . | trim }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with .Values.serviceAccountName }}
+  serviceAccountName: {{ . }}
+  {{- end }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: migrate
+      {{- include "migrate-job.container" (dict "scope" . "initContainer" false) | nindent 6 }}
+      {{- with include "migrate-job.args" . | trim }}
+      args:
+        {{- . | nindent 8 }}
+      {{- end }}
+      {{- with include "migrate-job.volumeMounts" . | trim }}
+      volumeMounts:
+        {{- . | nindent 8 }}
+      {{- end }}
+  {{- with include "migrate-job.volumes" . | trim }}
+  volumes:
+    {{- . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* ---------------------------------------------------------------- container */}}
