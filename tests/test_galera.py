@@ -7,9 +7,11 @@ The node is real: the galera-4 provider loaded, wsrep_on=ON, the cluster primary
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -18,6 +20,7 @@ from pymysql.constants import CLIENT
 from migrator.backends.mysql import lock_key
 from tests.conftest import HEAD, REVISIONS, ROOT, MySQLDatabase, job_env, run_job, run_raw
 from tests.pgcluster import TOOLS
+from tests.test_fast_path import HEAVY, run_traced
 
 LOCK = "alembic:alembic_version"  # the default lock name
 
@@ -83,9 +86,13 @@ def test_the_read_only_commands_work_on_a_galera_node(gdb: MySQLDatabase) -> Non
     assert gdb.tables() == set()
 
 
-def test_an_upgrade_with_nothing_to_do_passes_on_a_galera_node(gdb: MySQLDatabase) -> None:
+def test_an_upgrade_with_nothing_to_do_passes_on_a_galera_node(
+    gdb: MySQLDatabase, tmp_path: Path
+) -> None:
     """Once the migrations were applied from one place (the refusal's advice), a deploy's
-    `upgrade head` finds nothing to do: that needs no lock, so it exits 0 there too."""
+    `upgrade head` finds nothing to do: the fast path (the driver alone, one query, the heads
+    record; no lock) exits 0 there as on any server. The secrets come as files, as a deploy
+    mounts them: the URL without its password, and the password."""
     script = run_raw("upgrade", "--sql", env=job_env(gdb.url))
     assert script.returncode == 0, script.stderr
     # Applied as a DBA would: the whole script, one client, one node.
@@ -99,10 +106,21 @@ def test_an_upgrade_with_nothing_to_do_passes_on_a_galera_node(gdb: MySQLDatabas
         connection.close()
     assert gdb.version() == [HEAD]
 
-    result = run_job("upgrade", "head", env=job_env(gdb.url))
-    assert result.code == 0, result.stdout
-    assert result.one("nothing_to_do")["current"] == [HEAD]
-    assert result.named("lock_acquired") == []
+    password = gdb.server.password
+    (tmp_path / "url").write_text(gdb.url.replace(":" + quote(password, safe="") + "@", "@"))
+    (tmp_path / "password").write_text(password + "\n")
+    env = job_env(
+        None,
+        DATABASE_URL_FILE=str(tmp_path / "url"),
+        DATABASE_PASSWORD_FILE=str(tmp_path / "password"),
+    )
+    assert password not in (tmp_path / "url").read_text()
+    code, events, modules = run_traced("upgrade", "head", env=env)
+    assert code == 0, events
+    assert [event["current"] for event in events if event["event"] == "nothing_to_do"] == [[HEAD]]
+    assert not [event for event in events if event["event"] == "lock_acquired"]
+    assert "pymysql" in modules and not modules & HEAVY, sorted(modules & HEAVY)
+    assert password not in json.dumps(events)
 
 
 SANDBOX = """
