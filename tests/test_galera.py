@@ -37,8 +37,10 @@ def _is_a_galera_node(gdb: MySQLDatabase) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("upgrade", "head"), ("upgrade", REVISIONS[0]), ("stamp", "head"), ("resolve",)]
-)
+    "command",
+    [("upgrade", "head"), ("upgrade", REVISIONS[0]), ("downgrade", "base"), ("stamp", "head"),
+     ("resolve",)],
+)  # fmt: skip
 def test_a_command_that_would_change_a_galera_node_is_refused_before_any_change(
     gdb: MySQLDatabase, command: tuple[str, ...]
 ) -> None:
