@@ -4,6 +4,8 @@
 #     before it is done; MIGRATE_TEST_NO_INSTALL=1 stops there instead). The tests start private
 #     throwaway clusters with them (openssl makes the TLS test's certificates) and never touch a
 #     running server;
+#   - MariaDB's server binaries and Galera's provider library, when missing, the same way (for
+#     the MySQL backend's tests, which start private MariaDB servers and one Galera node);
 #   - a virtualenv at .venv with the project and its test extras.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k lock).
 #
@@ -109,6 +111,30 @@ EOF
     id mysql >/dev/null 2>&1 ||
         useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
     echo "scripts/test.sh: MariaDB's server binaries unpacked into $tools" >&2
+fi
+
+# Galera's provider library, for the test that runs the job against a real Galera node
+# (tests/mariadb.py starts a private single-node cluster with it). galera-4 is unpacked rather
+# than installed, as above, so that no package state changes; the tests look for the library in
+# /usr/lib/galera, then in $tools/usr/lib/galera.
+have_galera() {
+    [ -e /usr/lib/galera/libgalera_smm.so ] || [ -e "$tools/usr/lib/galera/libgalera_smm.so" ]
+}
+
+if ! have_galera; then
+    cat >&2 <<EOF
+scripts/test.sh: the Galera test needs Galera's provider library (libgalera_smm.so); it is missing.
+As root, this script now runs:
+  apt-get update
+  apt-get download galera-4     (into a temporary directory)
+  apt-get satisfy --no-install-recommends "<what galera-4 depends on>"
+  dpkg-deb -x <the package> $tools
+No server is installed or started, and no configuration file is changed.
+Set MIGRATE_TEST_NO_INSTALL=1 to stop here instead, or install the tools yourself.
+EOF
+    start_installing
+    unpack "" "" galera-4
+    echo "scripts/test.sh: Galera's provider library unpacked into $tools" >&2
 fi
 export MIGRATE_TEST_TOOLS=$tools
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from migrator.heads import write as write_heads
-from tests.mariadb import MariaDB
+from tests.mariadb import GaleraNode, MariaDB
 from tests.pgcluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +292,15 @@ def own_mariadb() -> Iterator[MariaDB]:
     server.destroy()
 
 
+@pytest.fixture(scope="session")
+def galera() -> Iterator[GaleraNode]:
+    """A private single-node Galera cluster (MariaDB Cluster) shared by the session."""
+    server = GaleraNode()
+    server.start()
+    yield server
+    server.destroy()
+
+
 @dataclass
 class MySQLDatabase:
     server: MariaDB
@@ -332,3 +341,9 @@ class MySQLDatabase:
 def mdb(mariadb: MariaDB) -> MySQLDatabase:
     """A fresh database on the session's MariaDB server."""
     return MySQLDatabase(mariadb, mariadb.create_database())
+
+
+@pytest.fixture
+def gdb(galera: GaleraNode) -> MySQLDatabase:
+    """A fresh database on the session's Galera node."""
+    return MySQLDatabase(galera, galera.create_database())

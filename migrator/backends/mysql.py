@@ -128,7 +128,8 @@ class MySQL(Backend):
     def prepare(self, raw: Raw) -> None:
         # Galera (MariaDB Cluster, Percona XtraDB Cluster) keeps GET_LOCK on the node that took
         # it: a runner connected to another node takes "the same" lock at the same time, and
-        # both migrate. No lock the job can take there is proven safe, so it refuses.
+        # both migrate. No lock the job can take there is proven safe, so it refuses, before
+        # the lock and before any change. (Checked on a real node: tests/test_galera.py.)
         with raw.cursor() as cursor:
             cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
             row = cursor.fetchone()
@@ -137,9 +138,10 @@ class MySQL(Backend):
             raise DatabaseRejected(
                 "the server is a Galera cluster node (wsrep_on=ON: MariaDB Cluster or Percona "
                 "XtraDB Cluster), where GET_LOCK holds on one node only: two runners on two "
-                "nodes would both migrate. Point DATABASE_URL at one fixed node (not a load "
-                "balancer across nodes) with wsrep_on off for the migration, or run a single "
-                "migration job (parallelism: 1, no concurrent deploys)",
+                "nodes would both migrate, so this job does not change a Galera cluster. "
+                "Apply the migrations from exactly one place at a time instead: `upgrade "
+                "--sql` writes them as SQL for one client on one node (never through a load "
+                "balancer across nodes); current, status and history still work here",
                 wsrep_on=True,
             )
 
