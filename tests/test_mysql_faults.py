@@ -64,12 +64,16 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
     # GET_LOCK) until the running statement ends. The next runner must wait for it, name it,
     # and then apply the revision exactly once. (A sleep, not a lock the test could release: the
     # server ends a session whose client is gone while it waits on a lock, not while it sleeps.
-    # Eight seconds: the next run must reach the lock while it lasts, on a loaded machine too.)
+    # A long one, that the test ends once the next run waits: no race with a loaded machine.
+    # Its length is read from a table, so that the rerun after the repair does not sleep.)
+    mdb.query("CREATE TABLE sleep_for (seconds INT)")
+    mdb.query("INSERT INTO sleep_for VALUES (600)")
     add_revision(
         project,
         "aaaa00000001",
         HEAD,
-        'op.execute("SELECT SLEEP(8)")\nop.execute("CREATE TABLE marker (id INT)")',
+        'op.execute("SELECT SLEEP((SELECT seconds FROM sleep_for))")\n'
+        'op.execute("CREATE TABLE marker (id INT)")',
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
     first = Running("upgrade", "head", env=env)
@@ -81,13 +85,17 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
     first.process.send_signal(signal.SIGKILL)
     assert first.finish(timeout=10).code == -signal.SIGKILL
 
-    # The next run waits the dead session out, then refuses: which statements of the revision
+    # The next run waits for the dead session, naming it; once that session ends (here: the
+    # test ends it, as an operator would), the run refuses: which statements of the revision
     # ran is not known (the in-flight marker); nothing did here, so `resolve` and rerun.
-    refused = run_job("upgrade", "head", env=env)
+    refusing = Running("upgrade", "head", env=env)
+    waiting = refusing.wait_for("lock_waiting", timeout=60)
+    assert waiting["holder"]["pid"] == dead_session
+    mdb.query(f"KILL {int(dead_session)}")
+    refused = refusing.finish(timeout=60)
     assert refused.code == 2 and refused.final["error"] == "HalfApplied", refused.stdout
-    waiting = refused.named("lock_waiting")
-    assert waiting and waiting[0]["holder"]["pid"] == dead_session, refused.stdout
     assert run_job("resolve", env=env).code == 0
+    mdb.query("UPDATE sleep_for SET seconds = 0")
     second = run_job("upgrade", "head", env=env)
     assert second.code == 0, second.stdout
     assert second.final["applied"] == 1
