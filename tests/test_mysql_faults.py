@@ -118,6 +118,48 @@ def test_a_server_that_starts_late_is_waited_for(own_mariadb: MariaDB) -> None:
     assert result.final["applied"] == len(REVISIONS)
 
 
+def test_a_server_restarted_mid_revision_is_accounted_and_refused_until_repaired(
+    own_mariadb: MariaDB, project: Path
+) -> None:
+    """The server restarts while a revision runs (a failover, an upgrade of the server): the run
+    exits 3 naming what had committed, and the next run, once the server is back, refuses
+    instead of rerunning into "Table already exists"; the repair and `resolve` then succeed."""
+    own_mariadb.start()
+    with own_mariadb.admin() as cursor:
+        cursor.execute("CREATE DATABASE app_db")
+    mdb = MySQLDatabase(own_mariadb, "app_db")
+    add_revision(
+        project,
+        "aaaa00000001",
+        HEAD,
+        'op.create_table("first", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.execute("SELECT SLEEP(30)")',
+    )
+    env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"), MIGRATE_WAIT_TIMEOUT="5")
+    runner = Running("upgrade", "head", env=env)
+    mdb.running("SELECT SLEEP", timeout=60)  # statement 1 has committed
+    own_mariadb.stop()
+    own_mariadb.start()
+    result = runner.finish(timeout=60)
+    assert result.code == 3, result.stdout
+    message = result.final["message"]
+    assert "CREATE TABLE first" in message and "rolled back" not in message, message
+
+    refused = run_job("upgrade", "head", env=env)
+    assert refused.code == 2 and refused.final["error"] == "HalfApplied", refused.stdout
+    assert "first" in mdb.tables() and mdb.version() == [HEAD]
+    mdb.query("DROP TABLE first")  # the repair: undo what committed
+    assert run_job("resolve", env=env).code == 0
+    project.joinpath("migrations", "versions", "aaaa00000001_test.py").write_text(
+        project.joinpath("migrations", "versions", "aaaa00000001_test.py")
+        .read_text()
+        .replace("SLEEP(30)", "SLEEP(0)")
+    )
+    rerun = run_job("upgrade", "head", env=env)
+    assert rerun.code == 0 and rerun.final["applied"] == 1, rerun.stdout
+    assert mdb.version() == ["aaaa00000001"]
+
+
 def test_twenty_runners_migrate_once(mdb: MySQLDatabase) -> None:
     runners = [Running("upgrade", "head", env=job_env(mdb.url)) for _ in range(20)]
     results = [runner.finish(timeout=240) for runner in runners]
