@@ -82,7 +82,8 @@ class ProjectError(Permanent):
 
 
 class DatabaseRejected(Permanent):
-    """The server answered and refused us for good (credentials, database name, privileges)."""
+    """The server answered and refused us for good (credentials, database name, privileges),
+    or is a server the job must not change (a Galera node: backends/mysql.py)."""
 
 
 class LockNotHeld(Permanent):

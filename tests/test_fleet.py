@@ -829,3 +829,23 @@ def test_schema_targets_at_head_are_read_in_one_pass_on_one_connection(cluster, 
         2,
         "DatabaseRejected",
     )
+
+
+def test_schema_targets_on_a_database_that_never_answers_fail_after_one_wait(tmp_path) -> None:
+    """Their shared database's answer is every schema target's: one wait, not one per target
+    (1,000 targets and a 60 s wait would take hours to say one thing)."""
+    nobody = f"postgresql://app:{UNREACHABLE_PASSWORD}@127.0.0.1:{free_port()}/app"
+    entries = [{"name": f"tenant_{i}", "schema": f"tenant_{i}"} for i in range(10)]
+    env = fleet_env(
+        targets_file(tmp_path / "targets.json", entries),
+        DATABASE_URL=nobody,
+        MIGRATE_WAIT_TIMEOUT="1",
+        MIGRATE_PARALLEL="1",
+    )
+    result = run_job("fleet-upgrade", env=env, timeout=120)
+    assert result.code == 9, result.stdout[-3000:]
+    failed = by_target(result, "target_failed")
+    assert {name: e["exit_code"] for name, e in failed.items()} == {e["name"]: 3 for e in entries}
+    waits = result.named("database_unavailable")
+    assert waits and not [e for e in waits if "target" in e]  # the fleet waited, no target did
+    assert_secret_kept(result, UNREACHABLE_PASSWORD)

@@ -75,6 +75,7 @@ def test_the_read_only_commands_work_on_a_galera_node(gdb: MySQLDatabase) -> Non
 
     status = run_job("status", env=env)
     assert status.code == 7, status.stdout  # pending: the verdict, as on any server
+    assert "`upgrade head` refuses to: the server is a Galera" in status.final["message"]
     reported = status.one("status")
     assert reported["verdict"] == "pending"
     assert [step["revision"] for step in reported["pending"]] == REVISIONS

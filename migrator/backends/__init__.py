@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from migrator.errors import DatabaseRejected
 from migrator.urls import DatabaseURL
 
 Raw = Any  # a DB-API connection: psycopg2's, PyMySQL's or sqlite3's
@@ -125,6 +126,11 @@ class Backend:
 
     def prepare(self, raw: Raw) -> None:
         """Session settings for a connection about to lock and migrate."""
+
+    def refusal(self, raw: Raw) -> DatabaseRejected | None:
+        """Why this server must not be changed by the job at all (a Galera node), if it must
+        not: `prepare` raises it, `status` says it instead of "upgrade applies them"."""
+        return None
 
     def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
         raise NotImplementedError

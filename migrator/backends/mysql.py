@@ -126,6 +126,11 @@ class MySQL(Backend):
             raise ConnectFailed(f"({code}) {message}", heals=code not in _PERMANENT) from None
 
     def prepare(self, raw: Raw) -> None:
+        refused = self.refusal(raw)
+        if refused is not None:
+            raise refused
+
+    def refusal(self, raw: Raw) -> DatabaseRejected | None:
         # Galera (MariaDB Cluster, Percona XtraDB Cluster) keeps GET_LOCK on the node that took
         # it: a runner connected to another node takes "the same" lock at the same time, and
         # both migrate. No lock the job can take there is proven safe, so it refuses, before
@@ -134,16 +139,17 @@ class MySQL(Backend):
             cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
             row = cursor.fetchone()
         raw.rollback()
-        if row and str(row[1]).upper() == "ON":
-            raise DatabaseRejected(
-                "the server is a Galera cluster node (wsrep_on=ON: MariaDB Cluster or Percona "
-                "XtraDB Cluster), where GET_LOCK holds on one node only: two runners on two "
-                "nodes would both migrate, so this job does not change a Galera cluster. "
-                "Apply the migrations from exactly one place at a time instead: `upgrade "
-                "--sql` writes them as SQL for one client on one node (never through a load "
-                "balancer across nodes); current, status and history still work here",
-                wsrep_on=True,
-            )
+        if not row or str(row[1]).upper() != "ON":
+            return None
+        return DatabaseRejected(
+            "the server is a Galera cluster node (wsrep_on=ON: MariaDB Cluster or Percona "
+            "XtraDB Cluster), where GET_LOCK holds on one node only: two runners on two "
+            "nodes would both migrate, so this job does not change a Galera cluster. "
+            "Apply the migrations from exactly one place at a time instead: `upgrade "
+            "--sql` writes them as SQL for one client on one node (never through a load "
+            "balancer across nodes); current, status and history still work here",
+            wsrep_on=True,
+        )
 
     def lock(self, raw: Raw, database: DatabaseURL, name: str) -> Lock:
         return NamedLock(raw, name)

@@ -28,7 +28,7 @@ from migrator.fleet.schedule import (
     Result,
     run_targets,
 )
-from migrator.fleet.schemas import read_versions
+from migrator.fleet.schemas import Pass, read_versions
 from migrator.fleet.sharding import Shard, select
 from migrator.fleet.target import migrate_target
 from migrator.fleet.targets import Target
@@ -109,13 +109,13 @@ def fleet_upgrade(job: Job) -> None:
         on_error=settings.on_error,
     )
     # Only where the fast path could answer: the head recorded at build time.
-    read = read_versions(job, mine) if job.targets_recorded_head(revision) else {}
+    read = read_versions(job, mine) if job.targets_recorded_head(revision) else Pass({})
     children = Children()
     try:
         results, stopped = run_targets(
             mine,
             lambda target: migrate_target(
-                job, target, _target_log(log, job, target), children, read.get(target.name)
+                job, target, _target_log(log, job, target), children, read
             ),
             plan,
             children,

@@ -11,7 +11,7 @@ from typing import Any
 from migrator import halfapplied, project
 from migrator.backends import Raw
 from migrator.commands import Job, connected
-from migrator.errors import NotUpToDate
+from migrator.errors import DatabaseRejected, NotUpToDate
 from migrator.lineage import Verdict
 from migrator.verdict import AHEAD, PENDING, verdict
 
@@ -19,6 +19,7 @@ from migrator.verdict import AHEAD, PENDING, verdict
 def status(job: Job) -> None:
     with connected(job, read_only=True) as raw:
         current = job.read_versions(raw)
+        refused = job.backend.refusal(raw)
         record = halfapplied.read(job.backend, raw, job.ini.versions)
         at_recorded_heads = job.known_heads is not None and current == job.known_heads
         unknown = [] if at_recorded_heads else project.unknown_revisions(job.project, current)
@@ -34,7 +35,16 @@ def status(job: Job) -> None:
     heads = sorted(job.project.heads)
     # With an unknown revision there is nothing to plan from: Alembic cannot walk from it.
     pending = None if unknown else project.pending(job.project, current, "heads")
-    _report(job, current, heads, unknown=unknown, pending=pending, half_applied=half, ahead=lineage)
+    _report(
+        job,
+        current,
+        heads,
+        unknown=unknown,
+        pending=pending,
+        half_applied=half,
+        ahead=lineage,
+        refused=refused,
+    )
 
 
 def _lineage(job: Job, raw: Raw, current: list[str]) -> Verdict:
@@ -54,6 +64,7 @@ def _report(
     pending: list[dict[str, Any]] | None,
     half_applied: dict[str, Any] | None,
     ahead: Verdict | None = None,
+    refused: DatabaseRejected | None = None,
 ) -> None:
     """The `status` event, then the verdict's exit: 0, 7 (pending) or 2 (unknown, unless proven
     ahead or MIGRATE_DATABASE_AHEAD=assume; ahead with MIGRATE_DATABASE_AHEAD=error)."""
@@ -83,9 +94,11 @@ def _report(
     if found == PENDING and listed:
         revisions = [step["revision"] for step in listed]
         command = "upgrade head" if len(heads) == 1 else "upgrade heads"
+        how = (
+            f"`{command}` applies them" if refused is None else f"`{command}` refuses to: {refused}"
+        )
         raise NotUpToDate(
-            f"{len(revisions)} revision(s) pending: {', '.join(revisions)}; `{command}` "
-            "applies them",
+            f"{len(revisions)} revision(s) pending: {', '.join(revisions)}; `{command}` {how}",
             current=current,
             heads=heads,
             pending=revisions,

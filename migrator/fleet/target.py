@@ -27,6 +27,7 @@ from migrator.commands import Job, connected
 from migrator.commands.migrate import at_head
 from migrator.errors import ConfigError, Interrupted, MigrateError, exit_code_for
 from migrator.fleet.schedule import AT_HEAD, FAILED, MIGRATED, SKIPPED, Children, Result
+from migrator.fleet.schemas import Pass
 from migrator.fleet.targets import Target
 from migrator.logs import Log
 from migrator.settings import FLEET_OPTIONS, Settings
@@ -44,11 +45,9 @@ _RUN_JOB = "from migrator.cli import run; run()"
 _FINAL = ("finished", "failed")
 
 
-def migrate_target(
-    job: Job, target: Target, log: Log, children: Children, current: list[str] | None = None
-) -> Result:
+def migrate_target(job: Job, target: Target, log: Log, children: Children, known: Pass) -> Result:
     """Migrate `target` as `job` (the fleet's) asks; every outcome is a Result, never a raise.
-    `current`: its revisions, when the fleet has read them already (schemas.py)."""
+    `known`: what the fleet read for its schema targets already (schemas.py)."""
     started = time.monotonic()
     log.info("target_started", database=target.database.redacted)
     settings = job.settings._replace(
@@ -56,7 +55,9 @@ def migrate_target(
     )
     own = job.for_database(settings, log)
     try:
-        if at_head(own, current):
+        if target.schema is not None and known.refused is not None:
+            raise known.refused  # their shared database's answer: no second wait for it
+        if at_head(own, known.versions.get(target.name)):
             return _finished(log, target.name, started, {"applied": 0, **_revisions(own)})
         if target.schema is not None:
             _require_schema(own, target.schema)
