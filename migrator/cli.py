@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         failure = error
     finally:
         interrupts.shield()  # a late signal must not cut the final event short
+    if outcome.secrets:
+        secrets = (*secrets, *outcome.secrets)
+        log = log.bind(secrets=secrets)
     return report(log, outcome, started, failure, termination_log=path, secrets=secrets)
 
 

@@ -168,6 +168,9 @@ class Outcome:
         self.applied = 0
         self.lock_wait_s: float | None = None  # None: the run never needed the lock
         self.running: dict[str, Any] | None = None  # the revision in flight
+        # Passwords learnt while running (a fleet's targets from its query, read after the
+        # settings): masked from then on, the final event included, as the settings' are.
+        self.secrets: tuple[str, ...] = ()
 
     def waited_for_lock(self, seconds: float) -> None:
         self.lock_wait_s = seconds

@@ -645,6 +645,27 @@ def test_targets_from_a_query_on_the_catalog_database(cluster, tmp_path) -> None
     assert_secret_kept(bad, cluster.password)
 
 
+def test_a_queried_targets_password_is_masked_in_every_line(cluster) -> None:
+    """Passwords from the registry's rows are secrets of the whole run, although they are read
+    after the settings: here one is also the tenant's name, which the fleet's own report and
+    the final event repeat."""
+    catalog = Database(cluster, cluster.create_database())
+    secret = "acme-Pr1vate"
+    gone = f"postgresql://app:{secret}@127.0.0.1:{free_port()}/acme?connect_timeout=1"
+    registry(catalog, [(secret, gone, None, None, True)])
+    env = job_env(
+        catalog.url,
+        MIGRATE_TARGETS_QUERY=QUERY,
+        MIGRATE_WAIT_TIMEOUT="1",
+        MIGRATE_TERMINATION_LOG="off",
+    )
+    result = run_job("fleet-upgrade", env=env, timeout=60)
+    assert result.code == 9, result.stdout[-3000:]
+    assert result.one("fleet_finished")["failed"] == 1
+    assert result.final["failed_targets"][0]["exit_code"] == 3
+    assert_secret_kept(result, secret, cluster.password)
+
+
 @pytest.mark.parametrize(
     ("query", "timeout", "says"),
     [

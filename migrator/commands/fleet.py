@@ -77,6 +77,7 @@ def fleet_upgrade(job: Job) -> None:
         from migrator.fleet.registry import query_targets
 
         targets = query_targets(job)
+        job.outcome.secrets = tuple(s for target in targets for s in target.database.secrets)
     else:
         targets = settings.targets
     if job.ini.version_table_schema and any(t.schema for t in targets):
@@ -93,7 +94,8 @@ def fleet_upgrade(job: Job) -> None:
     if not job.targets_recorded_head(revision):
         project.validate(job.project, revision, "upgrade")  # once here, not once per target
     gate = Gate(job.log.stream)  # job.known_heads is read: the threads share it
-    log = job.log.bind(stream=cast(TextIO, gate))  # it writes, flushes, says isatty
+    # It writes, flushes, says isatty; and masks the queried targets' passwords too.
+    log = job.log.bind(stream=cast(TextIO, gate), secrets=(*settings.secrets, *job.outcome.secrets))
     plan = Plan(settings.parallel, canary, settings.on_error == "stop")
     group = settings.canary if isinstance(settings.canary, str) else None
     log.info(
