@@ -62,17 +62,15 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
 ) -> None:
     # SIGKILL leaves no time to clean up: the server keeps the dead runner's session (and its
     # GET_LOCK) until the running statement ends. The next runner must wait for it, name it,
-    # and then apply the revision exactly once. (A sleep, not a lock the test could release: the
-    # server ends a session whose client is gone while it waits on a lock, not while it sleeps.
-    # A long one, that the test ends once the next run waits: no race with a loaded machine.
-    # Its length is read from a table, so that the rerun after the repair does not sleep.)
-    mdb.query("CREATE TABLE sleep_for (seconds INT)")
-    mdb.query("INSERT INTO sleep_for VALUES (600)")
+    # and then apply the revision exactly once. The statement is CPU work, which the server
+    # does not interrupt when the client goes (SLEEP and lock waits check the connection every
+    # few seconds and end there, which made any sleep a race): the test ends it with KILL once
+    # the next run waits, as an operator would.
     add_revision(
         project,
         "aaaa00000001",
         HEAD,
-        'op.execute("SELECT SLEEP((SELECT seconds FROM sleep_for))")\n'
+        "op.execute(\"SELECT BENCHMARK(1000000000000, MD5('x'))\")\n"
         'op.execute("CREATE TABLE marker (id INT)")',
     )
     env = job_env(mdb.url, ALEMBIC_CONFIG=str(project / "alembic.ini"))
@@ -80,7 +78,7 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
     started = first.wait_for("migration_started")
     while started["revision"] != "aaaa00000001":
         started = first.wait_for("migration_started")
-    mdb.running("SELECT SLEEP", timeout=10)
+    mdb.running("SELECT BENCHMARK", timeout=10)
     (dead_session,) = mdb.query("SELECT IS_USED_LOCK(%s)", lock_key(LOCK))[0]
     first.process.send_signal(signal.SIGKILL)
     assert first.finish(timeout=10).code == -signal.SIGKILL
@@ -95,7 +93,8 @@ def test_a_runner_killed_mid_statement_leaves_a_lock_the_next_run_waits_out(
     refused = refusing.finish(timeout=60)
     assert refused.code == 2 and refused.final["error"] == "HalfApplied", refused.stdout
     assert run_job("resolve", env=env).code == 0
-    mdb.query("UPDATE sleep_for SET seconds = 0")
+    revision = project / "migrations" / "versions" / "aaaa00000001_test.py"
+    revision.write_text(revision.read_text().replace("1000000000000", "1"))  # the rerun: no wait
     second = run_job("upgrade", "head", env=env)
     assert second.code == 0, second.stdout
     assert second.final["applied"] == 1
