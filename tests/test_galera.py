@@ -8,9 +8,6 @@ The node is real: the galera-4 provider loaded, wsrep_on=ON, the cluster primary
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,8 +15,7 @@ import pytest
 from pymysql.constants import CLIENT
 
 from migrator.backends.mysql import lock_key
-from tests.conftest import HEAD, REVISIONS, ROOT, MySQLDatabase, job_env, run_job, run_raw
-from tests.pgcluster import TOOLS
+from tests.conftest import HEAD, REVISIONS, MySQLDatabase, job_env, run_job, run_raw
 from tests.test_fast_path import HEAVY, run_traced
 
 LOCK = "alembic:alembic_version"  # the default lock name
@@ -124,38 +120,3 @@ def test_an_upgrade_with_nothing_to_do_passes_on_a_galera_node(
     assert not [event for event in events if event["event"] == "lock_acquired"]
     assert "pymysql" in modules and not modules & HEAVY, sorted(modules & HEAVY)
     assert password not in json.dumps(events)
-
-
-SANDBOX = """
-set -e
-for place in /usr/lib/galera "$MIGRATE_TEST_TOOLS/usr/lib/galera"; do
-    [ -d "$place" ] && mount -t tmpfs none "$place"
-done
-exec bash "$0"
-"""
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a private mount namespace needs root and unshare",
-)
-def test_without_galera_the_test_script_says_it_would_unpack_galera_4() -> None:
-    """scripts/test.sh on a machine with the other tools but no Galera provider: it says what
-    it would do, and stops there when told to (galera-4 hidden in a private mount namespace)."""
-    done = subprocess.run(
-        ["unshare", "--mount", "--net", "--fork", "bash", "-c", SANDBOX,
-         str(ROOT / "scripts" / "test.sh")],
-        env={**os.environ, "MIGRATE_TEST_NO_INSTALL": "1", "MIGRATE_TEST_TOOLS": str(TOOLS)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    said = done.stderr
-    for step in (
-        "needs Galera's provider library (libgalera_smm.so)",
-        "apt-get download galera-4",
-        "apt-get satisfy --no-install-recommends",
-        f"dpkg-deb -x <the package> {TOOLS}",
-        "not installing",
-    ):
-        assert step in said, said
-    assert "PostgreSQL server binaries" not in said and "MariaDB's server" not in said
